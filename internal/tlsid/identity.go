@@ -1,0 +1,166 @@
+// Package tlsid owns the TLS identities of quicport: the server's persisted
+// self-signed certificate, certificate fingerprints, and the client's
+// trust-on-first-use known_hosts file.
+//
+// It decides nothing about application authentication; it only answers
+// "is this the certificate we saw before?".
+package tlsid
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/quicport/quicport/internal/atomicfile"
+)
+
+// ALPN is quicport's application protocol. It differs from the Rust
+// implementation's because the authentication handshake (bound to the TLS
+// session) is not wire-compatible with it.
+const ALPN = "quicport-tlsbound/1"
+
+// File names of the server identity inside the config directory.
+const (
+	CertFile = "server.crt"
+	KeyFile  = "server.key"
+)
+
+// LoadOrCreate returns the server certificate stored in dir (server.crt and
+// server.key, both DER), creating a new self-signed ECDSA P-256 identity when
+// none exists. Creation is atomic and serialised with a file lock, so two
+// servers starting at once end up with the same identity.
+func LoadOrCreate(dir string) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	unlock, err := atomicfile.Lock(certPath)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	defer unlock()
+
+	cert, err := load(certPath, keyPath)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return cert, err
+	}
+	certDER, keyDER, err := generate()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	// The key first: a certificate without its key would be unusable.
+	if err := atomicfile.Write(keyPath, keyDER, 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := atomicfile.Write(certPath, certDER, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return load(certPath, keyPath)
+}
+
+func load(certPath, keyPath string) (tls.Certificate, error) {
+	certDER, err := os.ReadFile(certPath)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	fi, err := os.Stat(keyPath)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s exists but its key: %w", certPath, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return tls.Certificate{}, fmt.Errorf("server key %s has mode %04o and is readable by other users; run: chmod 600 %s", keyPath, fi.Mode().Perm(), keyPath)
+	}
+	keyDER, err := os.ReadFile(keyPath)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse %s: %w (remove it and %s to create a new identity; clients will see a changed certificate)", certPath, err, keyPath)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(keyDER)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse %s: %w", keyPath, err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{certDER}, PrivateKey: key, Leaf: leaf}
+	return cert, nil
+}
+
+func generate() (certDER, keyDER []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "quicport self-signed"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		// RFC 5280's "no well-defined expiration": the certificate is pinned,
+		// not validated against a CA.
+		NotAfter:              time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	certDER, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err = x509.MarshalPKCS8PrivateKey(key)
+	return certDER, keyDER, err
+}
+
+// Fingerprint returns the SHA-256 fingerprint of a DER certificate as
+// colon-separated upper-case hex, the form known_hosts stores.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	var b strings.Builder
+	for i, c := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
+// ServerTLSConfig returns the TLS configuration of a quicport server.
+func ServerTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS13,
+		NextProtos:   []string{ALPN},
+	}
+}
+
+// ClientTLSConfig returns the TLS configuration of a quicport client. It does
+// not validate the certificate chain: the certificate is self-signed and
+// pinned by TOFU after the handshake. crypto/tls still verifies that the
+// server holds the certificate's key (CertificateVerify).
+func ClientTLSConfig(serverName string) *tls.Config {
+	return &tls.Config{
+		ServerName:         serverName,
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{ALPN},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("server sent no certificate")
+			}
+			return nil
+		},
+	}
+}
