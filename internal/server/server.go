@@ -194,6 +194,13 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		var re *auth.RejectedError
 		if errors.As(err, &re) {
 			reason = re.Reason
+			// The client has been told why; let it read that and hang up
+			// first, so the reason reaches it intact.
+			_ = ctrl.Close()
+			select {
+			case <-conn.Context().Done():
+			case <-time.After(time.Second):
+			}
 		} else if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			reason = fmt.Sprintf("authentication did not complete within %v", s.cfg.AuthTimeout)
 		}

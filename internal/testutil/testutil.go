@@ -114,16 +114,16 @@ type Client struct {
 	Ready  client.Ready
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
+	err    error
 }
 
-// Stop ends the session and returns Run's result.
+// Stop ends the session and returns Run's result. It is safe to call twice.
 func (c *Client) Stop() error {
 	c.cancel()
-	return <-c.done
+	c.once.Do(func() { c.err = <-c.done })
+	return c.err
 }
-
-// Done is closed with Run's result when the session ends.
-func (c *Client) Done() <-chan error { return c.done }
 
 // StartClient runs a client session and waits until its forward is ready.
 // It fails the test if the session ends first.
