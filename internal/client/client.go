@@ -172,7 +172,11 @@ func (c *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.log.Info("forward established", "remote_listen", ready.RemoteListen, "local_listen", ready.LocalListen)
+	if ready.LocalListen != nil {
+		c.log.Info("forward established", "local_listen", ready.LocalListen.String())
+	} else {
+		c.log.Info("forward established", "remote_listen", ready.RemoteListen)
+	}
 	if c.cfg.OnReady != nil {
 		c.cfg.OnReady(ready)
 	}

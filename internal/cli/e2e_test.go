@@ -1,0 +1,292 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quicport/quicport/internal/testutil"
+)
+
+// proc is quicport's Run in a goroutine, with JSON logs parsed as they come.
+type proc struct {
+	t      *testing.T
+	cancel context.CancelFunc
+	code   chan int
+	mu     sync.Mutex
+	lines  []map[string]any
+	out    bytes.Buffer // everything written to stdout and stderr
+	stderr bytes.Buffer
+	newLog chan struct{}
+}
+
+func start(t *testing.T, env map[string]string, args ...string) *proc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &proc{t: t, cancel: cancel, code: make(chan int, 1), newLog: make(chan struct{}, 1)}
+	pr, pw := io.Pipe()
+	getenv := func(k string) string { return env[k] }
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.Write(sc.Bytes())
+			p.out.WriteByte('\n')
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.lines = append(p.lines, m)
+			}
+			p.mu.Unlock()
+			select {
+			case p.newLog <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	errW := &lockedWriter{mu: &p.mu, w: &p.stderr}
+	go func() {
+		code := Run(ctx, append([]string{"--log-format", "json"}, args...), Stdio{In: strings.NewReader(""), Out: pw, Err: errW}, getenv)
+		pw.Close()
+		wg.Wait()
+		p.code <- code
+	}()
+	t.Cleanup(func() { p.stop() })
+	return p
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// waitLog waits for a log line with the given message and returns it.
+func (p *proc) waitLog(msg string) map[string]any {
+	p.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if l["msg"] == msg {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.newLog:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			p.t.Fatalf("no log line %q; output so far:\n%s\nstderr:\n%s", msg, p.output(), p.errors())
+		}
+	}
+}
+
+func (p *proc) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
+func (p *proc) errors() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
+
+// wait returns the exit code once Run returns.
+func (p *proc) wait() int {
+	p.t.Helper()
+	select {
+	case c := <-p.code:
+		p.code <- c
+		return c
+	case <-time.After(30 * time.Second):
+		p.t.Fatal("quicport did not exit within 30s")
+		return -1
+	}
+}
+
+// stop cancels Run (like SIGINT) and returns its exit code.
+func (p *proc) stop() int {
+	p.cancel()
+	return p.wait()
+}
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// With no authentication options the server creates a PSK file once, never
+// logs the PSK, and reuses it; a client with that PSK forwards data.
+func TestServerAutoPSK(t *testing.T) {
+	home := t.TempDir()
+	env := map[string]string{"XDG_CONFIG_HOME": filepath.Join(home, "config"), "XDG_DATA_HOME": filepath.Join(home, "data")}
+	srv := start(t, env, "server", "--listen", "127.0.0.1:0")
+	listening := srv.waitLog("quicport server listening")
+	pskPath := filepath.Join(home, "config", "quicport", "psk")
+	fi, err := os.Stat(pskPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("psk mode = %v, want 0600", fi.Mode().Perm())
+	}
+	psk, _ := os.ReadFile(pskPath)
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(psk)))
+	if err != nil || len(raw) != 32 {
+		t.Errorf("psk file holds %q, want base64 of 32 bytes", psk)
+	}
+	if listening["auth"] != "psk" || listening["cert_sha256"] == nil {
+		t.Errorf("start-up line %v lacks auth mode or fingerprint", listening)
+	}
+	for _, f := range []string{"config/quicport/server.crt", "config/quicport/server.key"} {
+		if _, err := os.Stat(filepath.Join(home, f)); err != nil {
+			t.Error(err)
+		}
+	}
+
+	echo := testutil.EchoServer(t)
+	cl := start(t, env, "client", "-s", listening["listen"].(string), "--accept-new-host",
+		"--psk-file", pskPath, "-L", "127.0.0.1:0", "-R", echo)
+	ready := cl.waitLog("forward established")
+	if err := testutil.EchoCheck(ready["local_listen"].(string), 4<<20, 1); err != nil {
+		t.Fatal(err)
+	}
+	if code := cl.stop(); code != 0 {
+		t.Errorf("client exit code after cancel = %d, want 0", code)
+	}
+	if code := srv.stop(); code != 0 {
+		t.Errorf("server exit code after cancel = %d, want 0", code)
+	}
+	for _, out := range []string{srv.output(), srv.errors(), cl.output(), cl.errors()} {
+		if strings.Contains(out, strings.TrimSpace(string(psk))) {
+			t.Fatalf("the PSK appears in the output:\n%s", out)
+		}
+	}
+
+	// The second start reuses the file.
+	srv2 := start(t, env, "server", "--listen", "127.0.0.1:0")
+	srv2.waitLog("quicport server listening")
+	if again, _ := os.ReadFile(pskPath); !bytes.Equal(again, psk) {
+		t.Error("server replaced the existing PSK")
+	}
+	if !strings.Contains(srv2.output(), "using the PSK from file") {
+		t.Error("second start did not say it reuses the PSK file")
+	}
+}
+
+// X25519 credentials through the environment variables of the spec, a
+// remote forward, and the server's public key in its start-up line.
+func TestX25519FromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	serverKey, clientKey := testutil.Key(t), testutil.Key(t)
+	writeFile(t, filepath.Join(dir, "server.key"), serverKey.Encode()+"\n", 0o600)
+	writeFile(t, filepath.Join(dir, "authorized_keys"), "# team\n"+clientKey.Public().String()+" alice\n", 0o644)
+	writeFile(t, filepath.Join(dir, "server.pub"), serverKey.Public().String()+"\n", 0o644)
+	srv := start(t, map[string]string{
+		"XDG_CONFIG_HOME":              filepath.Join(dir, "config"),
+		"QUICPORT_PRIVKEY_FILE":        filepath.Join(dir, "server.key"),
+		"QUICPORT_CLIENT_PUBKEYS_FILE": filepath.Join(dir, "authorized_keys"),
+	}, "server", "-l", "127.0.0.1:0")
+	listening := srv.waitLog("quicport server listening")
+	if listening["auth"] != "x25519" || listening["pubkey"] != serverKey.Public().String() {
+		t.Fatalf("start-up line %v, want x25519 and the server's public key", listening)
+	}
+
+	echo := testutil.EchoServer(t)
+	clientEnv := map[string]string{
+		"XDG_DATA_HOME":               filepath.Join(dir, "data"),
+		"QUICPORT_PRIVKEY":            clientKey.Encode(),
+		"QUICPORT_SERVER_PUBKEY_FILE": filepath.Join(dir, "server.pub"),
+	}
+	cl := start(t, clientEnv, "client", "-s", listening["listen"].(string), "-r", "0", "-l", echo)
+	ready := cl.waitLog("forward established")
+	entry := "127.0.0.1:" + testutil.Port(t, ready["remote_listen"].(string))
+	if err := testutil.EchoCheck(entry, 4<<20, 2); err != nil {
+		t.Fatal(err)
+	}
+	cl.stop()
+	// The pinned key vouched for the certificate: it is now in known_hosts.
+	kh, err := os.ReadFile(filepath.Join(dir, "data", "quicport", "known_hosts"))
+	if err != nil || !strings.Contains(string(kh), listening["listen"].(string)+" "+listening["cert_sha256"].(string)) {
+		t.Errorf("known_hosts = %q, %v; want the server's fingerprint", kh, err)
+	}
+	if strings.Contains(srv.output()+cl.output()+cl.errors(), clientKey.Encode()) {
+		t.Fatal("a private key appears in the output")
+	}
+
+	// A key the server does not know: exit 1, and the message says the
+	// server refused it and how to fix it.
+	stranger := testutil.Key(t)
+	clientEnv["QUICPORT_PRIVKEY"] = stranger.Encode()
+	bad := start(t, clientEnv, "client", "-s", listening["listen"].(string), "-r", "0", "-l", echo)
+	if code := bad.wait(); code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	want := "quicport: server rejected authentication: client public key " + stranger.Public().String() + " is not authorized; add it to the server's --client-pubkeys or --client-pubkeys-file"
+	if !strings.Contains(bad.errors(), want) {
+		t.Errorf("stderr = %q, want %q", bad.errors(), want)
+	}
+}
+
+func TestClientCannotReachServer(t *testing.T) {
+	// A UDP port nobody serves: the handshake times out.
+	cl := start(t, map[string]string{"XDG_DATA_HOME": t.TempDir()}, "client", "-s", "127.0.0.1:9", "--psk", "x", "-L", "127.0.0.1:0", "-R", "22")
+	if code := cl.wait(); code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	if !strings.Contains(cl.errors(), "cannot reach server 127.0.0.1:9") {
+		t.Errorf("stderr = %q", cl.errors())
+	}
+}
+
+// Keys from the real wg work with quicport and the other way round.
+func TestWireGuardKeyCompatibility(t *testing.T) {
+	wg, err := exec.LookPath("wg")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("wg (wireguard-tools) is required under CI; .ci/run installs it")
+		}
+		t.Skip("wg not installed (apt-get install wireguard-tools)")
+	}
+	run := func(stdin string, name string, args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if name == "quicport" {
+			if code := Run(context.Background(), args, Stdio{In: strings.NewReader(stdin), Out: &out, Err: &errb}, os.Getenv); code != 0 {
+				t.Fatalf("quicport %v: exit %d: %s", args, code, errb.String())
+			}
+			return out.String()
+		}
+		cmd := exec.Command(name, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s %v: %v: %s", name, args, err, errb.String())
+		}
+		return out.String()
+	}
+	for range 20 {
+		wgKey := run("", wg, "genkey")
+		if a, b := run(wgKey, wg, "pubkey"), run(wgKey, "quicport", "pubkey"); a != b {
+			t.Fatalf("wg genkey key: wg pubkey %q, quicport pubkey %q", a, b)
+		}
+		qKey := run("", "quicport", "keygen")
+		if a, b := run(qKey, wg, "pubkey"), run(qKey, "quicport", "pubkey"); a != b {
+			t.Fatalf("quicport keygen key: wg pubkey %q, quicport pubkey %q", a, b)
+		}
+	}
+}
