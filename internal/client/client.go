@@ -157,7 +157,15 @@ func (c *session) run(ctx context.Context) error {
 
 	ctrl, err := c.authenticate(ctx, conn)
 	if err != nil {
-		conn.CloseWithError(proto.ConnAuthFailed, "authentication failed")
+		// Tell the server why, without detail that helps an impostor.
+		why := "client gave up authenticating"
+		var re *auth.RejectedError
+		if errors.As(err, &re) && !re.ByServer {
+			why = "client rejected the server's authentication"
+		} else if errors.Is(err, tlsid.ErrUnknownHost) || errors.Is(err, tlsid.ErrHostChanged) {
+			why = "client does not trust the server certificate"
+		}
+		conn.CloseWithError(proto.ConnAuthFailed, why)
 		return err
 	}
 	connCtx := conn.Context()

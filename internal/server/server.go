@@ -176,7 +176,12 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 	cancel()
 	if err != nil {
 		s.authFailed.Add(1)
-		log.Warn("authentication failed", "reason", "no authentication stream within the deadline", "err", err)
+		reason := "no authentication stream within the deadline"
+		var ae *quic.ApplicationError
+		if errors.As(err, &ae) && ae.Remote {
+			reason = "client closed the connection before authenticating: " + ae.ErrorMessage
+		}
+		log.Warn("authentication failed", "reason", reason, "err", err)
 		conn.CloseWithError(proto.ConnAuthFailed, "authentication timed out")
 		return
 	}
