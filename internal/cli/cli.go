@@ -100,7 +100,7 @@ keys, bound to the TLS session so a man in the middle learns nothing.`,
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "console", "log format: console or json (env QUICPORT_LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error (env QUICPORT_LOG_LEVEL)")
-	root.AddCommand(a.serverCommand(), a.clientCommand(), a.keygenCommand(), a.pubkeyCommand(), a.versionCommand())
+	root.AddCommand(a.serverCommand(), a.clientCommand(), a.sshProxyCommand(), a.keygenCommand(), a.pubkeyCommand(), a.versionCommand())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	return root
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -14,6 +15,7 @@ import (
 	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
 )
 
 func (a *app) clientCommand() *cobra.Command {
@@ -24,6 +26,11 @@ func (a *app) clientCommand() *cobra.Command {
 		creds                          credentialFlags
 		serverPubkey, serverPubkeyFile string
 		insecure, acceptNew            bool
+		reconnect                      bool
+		maxAttempts                    int
+		reconnectDelay                 = time.Second
+		keepAlive                      = tunnel.DefaultKeepAlive
+		idleTimeout                    = tunnel.DefaultIdleTimeout
 	)
 	cmd := &cobra.Command{
 		Use:   "client",
@@ -85,13 +92,21 @@ terminal asks to confirm its fingerprint; without a terminal pass
 				Out:        a.stdio.Err,
 				Prompt:     a.terminalPrompt(),
 			}
+			if maxAttempts < 0 {
+				return usagef("--reconnect-max-attempts %d: want 0 (unlimited) or more", maxAttempts)
+			}
 			return client.Run(cmd.Context(), client.Config{
-				Server:   serverAddr,
-				Forward:  fwd,
-				Auth:     cc,
-				Insecure: insecure,
-				TOFU:     tofu,
-				Logger:   log,
+				Server:         serverAddr,
+				Forward:        fwd,
+				Auth:           cc,
+				Insecure:       insecure,
+				TOFU:           tofu,
+				Reconnect:      reconnect,
+				MaxAttempts:    maxAttempts,
+				ReconnectDelay: reconnectDelay,
+				KeepAlive:      keepAlive,
+				IdleTimeout:    idleTimeout,
+				Logger:         log,
 			})
 		},
 	}
@@ -106,7 +121,22 @@ terminal asks to confirm its fingerprint; without a terminal pass
 	fs.StringVar(&serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
 	fs.BoolVar(&insecure, "insecure", false, "do not check the server certificate against known_hosts (testing only)")
 	fs.BoolVar(&acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
+	addReconnectFlags(cmd, &reconnect, &maxAttempts, &reconnectDelay)
+	addQUICFlags(cmd, &keepAlive, &idleTimeout)
 	return cmd
+}
+
+func addReconnectFlags(cmd *cobra.Command, reconnect *bool, maxAttempts *int, delay *time.Duration) {
+	fs := cmd.Flags()
+	fs.BoolVar(reconnect, "reconnect", true, "reconnect after a lost session or a failed attempt (never after refused credentials or forwards)")
+	fs.IntVar(maxAttempts, "reconnect-max-attempts", 0, "give up after this many reconnection attempts in a row; 0 = never")
+	fs.Var(seconds{delay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60")
+}
+
+func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration) {
+	fs := cmd.Flags()
+	fs.Var(seconds{keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
+	fs.Var(seconds{idle}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
 }
 
 // parseForward validates the forwarding flags.

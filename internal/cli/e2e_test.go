@@ -245,7 +245,7 @@ func TestX25519FromEnvironment(t *testing.T) {
 
 func TestClientCannotReachServer(t *testing.T) {
 	// A UDP port nobody serves: the handshake times out.
-	cl := start(t, map[string]string{"XDG_DATA_HOME": t.TempDir()}, "client", "-s", "127.0.0.1:9", "--psk", "x", "-L", "127.0.0.1:0", "-R", "22")
+	cl := start(t, map[string]string{"XDG_DATA_HOME": t.TempDir()}, "client", "-s", "127.0.0.1:9", "--reconnect=false", "--psk", "x", "-L", "127.0.0.1:0", "-R", "22")
 	if code := cl.wait(); code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
 )
 
 func (a *app) serverCommand() *cobra.Command {
@@ -18,6 +19,8 @@ func (a *app) serverCommand() *cobra.Command {
 		creds          credentialFlags
 		clientKeys     string
 		clientKeysFile string
+		keepAlive      = tunnel.DefaultKeepAlive
+		idleTimeout    = tunnel.DefaultIdleTimeout
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -74,7 +77,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if err != nil {
 				return fmt.Errorf("server identity: %w", err)
 			}
-			srv, err := server.Listen(server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log})
+			srv, err := server.Listen(server.Config{Listen: listen, Certificate: cert, Auth: policy, KeepAlive: keepAlive, IdleTimeout: idleTimeout, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -93,6 +96,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	creds.register(cmd, "server")
 	fs.StringVar(&clientKeys, "client-pubkeys", "", "authorized client public keys, comma separated (env QUICPORT_CLIENT_PUBKEYS)")
 	fs.StringVar(&clientKeysFile, "client-pubkeys-file", "", "file of authorized client public keys, one per line, # comments (env QUICPORT_CLIENT_PUBKEYS_FILE)")
+	addQUICFlags(cmd, &keepAlive, &idleTimeout)
 	return cmd
 }
 

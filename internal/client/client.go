@@ -1,10 +1,10 @@
 // Package client is the quicport client: it connects to a server, checks the
 // server's certificate (TOFU) and key, authenticates, and runs one remote or
-// local port forward until the context ends or the session dies.
+// local port forward until the context ends, reconnecting when the session
+// is lost.
 //
-// Run makes one session. It reports permanent failures (bad credentials, a
-// refused forward, an untrusted server) as errors for which IsPermanent is
-// true, so a caller that reconnects knows never to retry those.
+// Failures that retrying cannot fix (bad credentials, a refused forward, an
+// untrusted server) end Run at once; IsPermanent tells them apart.
 package client
 
 import (
@@ -14,10 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/quic-go/quic-go"
 
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/proto"
@@ -29,16 +26,23 @@ import (
 type Forward struct {
 	// Remote selects remote port forwarding: the server listens on
 	// Source.Port and connections reach Dest on the client's side.
-	// Otherwise the client listens on Source and connections reach Dest
-	// on the server's side.
+	// Otherwise the client listens on Source (or uses Stdio) and
+	// connections reach Dest on the server's side.
 	Remote bool
 	Source proto.Addr
 	Dest   proto.Addr
+	// Stdio, when set on a local forward, is the only connection: the
+	// client relays it instead of listening (ssh-proxy). Run returns nil
+	// once it has ended in both directions.
+	Stdio tunnel.Conn
 }
 
 func (f Forward) String() string {
-	if f.Remote {
+	switch {
+	case f.Remote:
 		return fmt.Sprintf("server:%v -> %v", f.Source, f.Dest)
+	case f.Stdio != nil:
+		return fmt.Sprintf("stdio -> server:%v", f.Dest)
 	}
 	return fmt.Sprintf("%v -> server:%v", f.Source, f.Dest)
 }
@@ -51,7 +55,8 @@ type Ready struct {
 	LocalListen net.Addr
 }
 
-// Config configures a client session.
+// Config configures a client. The zero value of every optional field selects
+// the documented default.
 type Config struct {
 	// Server is the server's host:port.
 	Server  string
@@ -66,9 +71,34 @@ type Config struct {
 	Timeout time.Duration
 	// KeepAlive and IdleTimeout tune QUIC liveness (defaults 5 s, 10 s).
 	KeepAlive, IdleTimeout time.Duration
-	// OnReady is called once the forward is established (may be nil).
+	// Reconnect makes the client reconnect after a lost session or a
+	// failed attempt, with exponential backoff from ReconnectDelay
+	// (default 1 s) to 60 s. MaxAttempts bounds consecutive failed
+	// attempts (0 = unlimited).
+	Reconnect      bool
+	ReconnectDelay time.Duration
+	MaxAttempts    int
+	// ConnectWait bounds how long a local connection that arrives while
+	// the client is reconnecting waits for the tunnel (default 30 s).
+	ConnectWait time.Duration
+	// OnReady is called each time the forward is established (may be nil).
 	OnReady func(Ready)
 	Logger  *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.ReconnectDelay == 0 {
+		c.ReconnectDelay = time.Second
+	}
+	if c.ConnectWait == 0 {
+		c.ConnectWait = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 // DefaultLocalHost is where a local forward listens when its source names
@@ -108,166 +138,114 @@ func IsPermanent(err error) bool {
 }
 
 // ErrServerClosed means the server ended the session (for example on
-// shutdown); a caller may reconnect.
+// shutdown); the client reconnects when it may.
 var ErrServerClosed = errors.New("server closed the session")
 
+// client is one Run: the long-lived parts that survive reconnects.
+type client struct {
+	cfg Config
+	log *slog.Logger
+	ln  net.Listener // local forwards: open for the whole Run
+
+	mu    sync.Mutex
+	cur   *session      // the established session, or nil
+	ready chan struct{} // closed when cur becomes non-nil
+
+	wg sync.WaitGroup // local-forward relays
+}
+
 // Run connects, authenticates and serves the forward until ctx ends (then it
-// closes the session cleanly and returns nil) or the session fails.
+// closes the session cleanly and returns nil), the failure is permanent, or
+// reconnecting is off or exhausted.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	c := &session{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String())}
-	return c.run(ctx)
-}
-
-type session struct {
-	cfg     Config
-	log     *slog.Logger
-	conn    *quic.Conn
-	control *tunnel.Control
-	nextID  atomic.Uint32
-	wg      sync.WaitGroup
-}
-
-func (c *session) run(ctx context.Context) error {
-	// A local forward binds its port before anything else, so a port that
-	// is taken fails at once, before a session exists.
-	var ln net.Listener
-	if !c.cfg.Forward.Remote {
-		var err error
-		ln, err = net.Listen("tcp", c.cfg.Forward.Source.HostPort(DefaultLocalHost))
+	cfg.setDefaults()
+	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()), ready: make(chan struct{})}
+	f := cfg.Forward
+	if !f.Remote && f.Stdio == nil {
+		// Bind before connecting: a taken port fails at once, and the
+		// listener stays open across reconnects.
+		addr := f.Source.HostPort(DefaultLocalHost)
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return &permanentError{fmt.Errorf("listen on %s: %w", c.cfg.Forward.Source.HostPort(DefaultLocalHost), err)}
+			return &permanentError{fmt.Errorf("listen on %s: %w", addr, err)}
 		}
+		c.ln = ln
+		defer c.wg.Wait()
 		defer ln.Close()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.acceptLocal(ctx)
+		}()
 	}
+	return c.loop(ctx, c.once)
+}
 
-	udp, tr, conn, err := c.dial(ctx)
+// once runs one session: connect, then serve until it ends. established says
+// whether the forward was set up.
+func (c *client) once(ctx context.Context) (established bool, err error) {
+	s, err := c.connect(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer udp.Close()
-	defer tr.Close()
-	c.conn = conn
-	defer conn.CloseWithError(proto.ConnClosed, "")
+	c.publish(s)
+	defer c.publish(nil)
+	return true, s.serve(ctx)
+}
 
-	ctrl, err := c.authenticate(ctx, conn)
-	if err != nil {
-		// Tell the server why, without detail that helps an impostor.
-		why := "client gave up authenticating"
-		var re *auth.RejectedError
-		if errors.As(err, &re) && !re.ByServer {
-			why = "client rejected the server's authentication"
-		} else if errors.Is(err, tlsid.ErrUnknownHost) || errors.Is(err, tlsid.ErrHostChanged) {
-			why = "client does not trust the server certificate"
-		}
-		conn.CloseWithError(proto.ConnAuthFailed, why)
-		return err
-	}
-	connCtx := conn.Context()
-	c.control = tunnel.NewControl(connCtx, ctrl)
-	defer func() {
-		conn.CloseWithError(proto.ConnClosed, "")
-		c.wg.Wait()
-		c.control.Wait()
-	}()
-
-	ready, err := c.requestForward(ctx, ctrl, ln)
-	if err != nil {
-		return err
-	}
-	if ready.LocalListen != nil {
-		c.log.Info("forward established", "local_listen", ready.LocalListen.String())
+// publish makes s the session new local connections use (nil: none).
+func (c *client) publish(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur = s
+	if s != nil {
+		close(c.ready)
 	} else {
-		c.log.Info("forward established", "remote_listen", ready.RemoteListen)
-	}
-	if c.cfg.OnReady != nil {
-		c.cfg.OnReady(ready)
-	}
-
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if c.cfg.Forward.Remote {
-			c.acceptStreams(connCtx)
-		} else {
-			c.acceptLocal(connCtx, ln)
-		}
-	}()
-
-	readErr := make(chan error, 1)
-	go func() { readErr <- c.readControl() }()
-	select {
-	case <-ctx.Done():
-		c.closeSession(ctx)
-		<-readErr
-		return nil
-	case err := <-readErr:
-		return err
+		c.ready = make(chan struct{})
 	}
 }
 
-// closeSession tells the server the session ends and waits briefly for it to
-// close the connection, so the server releases the forward at once.
-func (c *session) closeSession(context.Context) {
-	c.log.Info("closing session")
-	sendCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := c.control.Send(sendCtx, proto.SessionClose{}); err == nil {
-		select {
-		case <-c.conn.Context().Done():
-		case <-sendCtx.Done():
-		}
-	}
-	c.conn.CloseWithError(proto.ConnClosed, "client closed the session")
-}
-
-// readControl reads server messages until the session ends and returns why.
-func (c *session) readControl() error {
+// waitSession returns the established session, waiting up to d for one.
+func (c *client) waitSession(ctx context.Context, d time.Duration) *session {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
 	for {
-		msg, err := c.control.Read()
-		if err != nil {
-			return c.sessionError(err)
+		c.mu.Lock()
+		s, ready := c.cur, c.ready
+		c.mu.Unlock()
+		if s != nil {
+			return s
 		}
-		switch m := msg.(type) {
-		case proto.SessionClose:
-			c.log.Info("server closed the session")
-			c.conn.CloseWithError(proto.ConnClosed, "")
-			return ErrServerClosed
-		case proto.ConnectionClose:
-			c.log.Debug("server closed connection", "conn_id", m.ConnID, "reason", m.Reason)
-		case proto.NewConnection:
-			c.log.Debug("server announced connection", "conn_id", m.ConnID, "protocol", m.Protocol)
-		default:
-			err := fmt.Errorf("%w: unexpected %v from the server", proto.ErrMalformed, msg.Type())
-			c.conn.CloseWithError(proto.ConnProtocolError, err.Error())
-			return err
+		select {
+		case <-ready:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }
 
-// sessionError explains why a session's connection ended.
-func (c *session) sessionError(err error) error {
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) && ae.Remote {
-		switch ae.ErrorCode {
-		case proto.ConnShutdown:
-			return fmt.Errorf("%w: the server is shutting down", ErrServerClosed)
-		case proto.ConnClosed:
-			return ErrServerClosed
-		case proto.ConnAuthFailed:
-			return &auth.RejectedError{ByServer: true, Reason: ae.ErrorMessage}
-		case proto.ConnProtocolError:
-			return fmt.Errorf("server closed the session for a protocol error: %s", ae.ErrorMessage)
+// acceptLocal accepts local connections for the whole Run and hands each to
+// the current session, waiting for one while the client reconnects.
+func (c *client) acceptLocal(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() { c.ln.Close() })
+	defer stop()
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			return
 		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			s := c.waitSession(ctx, c.cfg.ConnectWait)
+			if s == nil {
+				c.log.Warn("no tunnel for a local connection; closing it", "from", conn.RemoteAddr().String(), "waited", c.cfg.ConnectWait)
+				conn.Close()
+				return
+			}
+			s.relayLocal(ctx, conn.(*net.TCPConn))
+		}()
 	}
-	var ie *quic.IdleTimeoutError
-	if errors.As(err, &ie) {
-		return fmt.Errorf("lost the server %s: no response within the idle timeout", c.cfg.Server)
-	}
-	return fmt.Errorf("session with %s ended: %w", c.cfg.Server, err)
 }

@@ -17,14 +17,15 @@ import (
 
 // dial resolves the server, binds a UDP socket of the server's address
 // family and completes the QUIC handshake.
-func (c *session) dial(ctx context.Context) (*net.UDPConn, *quic.Transport, *quic.Conn, error) {
-	host, _, err := net.SplitHostPort(c.cfg.Server)
+func (s *session) dial(ctx context.Context) error {
+	cfg := &s.c.cfg
+	host, _, err := net.SplitHostPort(cfg.Server)
 	if err != nil {
-		return nil, nil, nil, &permanentError{fmt.Errorf("server address %q: want host:port, such as example.com:39000", c.cfg.Server)}
+		return &permanentError{fmt.Errorf("server address %q: want host:port, such as example.com:39000", cfg.Server)}
 	}
-	raddr, err := net.ResolveUDPAddr("udp", c.cfg.Server)
+	raddr, err := net.ResolveUDPAddr("udp", cfg.Server)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("resolve server %s: %w", c.cfg.Server, err)
+		return fmt.Errorf("resolve server %s: %w", cfg.Server, err)
 	}
 	bind := &net.UDPAddr{IP: net.IPv4zero}
 	if raddr.IP.To4() == nil {
@@ -32,38 +33,40 @@ func (c *session) dial(ctx context.Context) (*net.UDPConn, *quic.Transport, *qui
 	}
 	udp, err := net.ListenUDP("udp", bind)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("bind UDP socket: %w", err)
+		return fmt.Errorf("bind UDP socket: %w", err)
 	}
 	tr := &quic.Transport{Conn: udp}
-	dialCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	dialCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host), tunnel.QUICConfig(c.cfg.KeepAlive, c.cfg.IdleTimeout))
+	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
 	if err != nil {
 		tr.Close()
 		udp.Close()
 		if ctx.Err() != nil {
-			return nil, nil, nil, ctx.Err()
+			return ctx.Err()
 		}
 		var ie *quic.IdleTimeoutError
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
-			return nil, nil, nil, fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", c.cfg.Server, c.cfg.Timeout)
+			return fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", cfg.Server, cfg.Timeout)
 		}
-		return nil, nil, nil, fmt.Errorf("connect to server %s: %w", c.cfg.Server, err)
+		return fmt.Errorf("connect to server %s: %w", cfg.Server, err)
 	}
-	return udp, tr, conn, nil
+	s.udp, s.tr, s.conn = udp, tr, conn
+	return nil
 }
 
 // authenticate checks the server certificate against known_hosts, then runs
 // the authentication handshake on the first stream, which it returns as the
 // control stream.
-func (c *session) authenticate(ctx context.Context, conn *quic.Conn) (*quic.Stream, error) {
+func (s *session) authenticate(ctx context.Context) (*quic.Stream, error) {
+	cfg, conn := &s.c.cfg, s.conn
 	var record func() error
-	if c.cfg.Insecure {
-		c.log.Warn("--insecure: the server certificate is not checked")
+	if cfg.Insecure {
+		s.log.Warn("--insecure: the server certificate is not checked")
 	} else {
 		certs := conn.ConnectionState().TLS.PeerCertificates
 		var err error
-		record, err = c.cfg.TOFU.Check(c.cfg.Server, certs[0].Raw, !c.cfg.Auth.PrivateKey.IsZero())
+		record, err = cfg.TOFU.Check(cfg.Server, certs[0].Raw, !cfg.Auth.PrivateKey.IsZero())
 		if err != nil {
 			return nil, &permanentError{err}
 		}
@@ -72,20 +75,20 @@ func (c *session) authenticate(ctx context.Context, conn *quic.Conn) (*quic.Stre
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(c.cfg.Timeout)
+	deadline := time.Now().Add(cfg.Timeout)
 	authCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	ctrl, err := conn.OpenStreamSync(authCtx)
 	if err != nil {
-		return nil, c.sessionError(err)
+		return nil, s.sessionError(err)
 	}
 	_ = ctrl.SetDeadline(deadline)
-	if err := auth.Client(ctrl, binding, c.cfg.Auth); err != nil {
+	if err := auth.Client(ctrl, binding, cfg.Auth); err != nil {
 		var re *auth.RejectedError
 		if errors.As(err, &re) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("authenticate: %w", c.sessionError(err))
+		return nil, fmt.Errorf("authenticate: %w", s.sessionError(err))
 	}
 	if record != nil {
 		// The server proved the pinned key in this TLS session, which
@@ -94,7 +97,7 @@ func (c *session) authenticate(ctx context.Context, conn *quic.Conn) (*quic.Stre
 			return nil, err
 		}
 	}
-	c.log.Info("authenticated", "method", methodOf(c.cfg.Auth))
+	s.log.Info("authenticated", "method", methodOf(cfg.Auth))
 	return ctrl, nil
 }
 
@@ -106,20 +109,20 @@ func methodOf(a auth.ClientConfig) auth.Method {
 }
 
 // requestForward asks the server for the forward and waits for its answer.
-func (c *session) requestForward(ctx context.Context, ctrl *quic.Stream, ln net.Listener) (Ready, error) {
-	f := c.cfg.Forward
+func (s *session) requestForward(ctx context.Context, ctrl *quic.Stream) (Ready, error) {
+	f := s.c.cfg.Forward
 	var req proto.Message
 	if f.Remote {
 		req = proto.RemoteForwardRequest{Port: f.Source.Port, Protocol: f.Source.Protocol, LocalDestination: f.Dest.String()}
 	} else {
 		req = proto.LocalForwardRequest{Protocol: f.Dest.Protocol, Destination: f.Dest.HostPort(DefaultDestHost), LocalSource: f.Source.String()}
 	}
-	if err := c.control.Send(ctx, req); err != nil {
-		return Ready{}, c.sessionError(err)
+	if err := s.control.Send(ctx, req); err != nil {
+		return Ready{}, s.sessionError(err)
 	}
-	msg, err := c.control.Read()
+	msg, err := s.control.Read()
 	if err != nil {
-		return Ready{}, c.sessionError(err)
+		return Ready{}, s.sessionError(err)
 	}
 	_ = ctrl.SetDeadline(time.Time{})
 	resp, ok := msg.(proto.ForwardResponse)
@@ -132,5 +135,8 @@ func (c *session) requestForward(ctx context.Context, ctrl *quic.Stream, ln net.
 	if f.Remote {
 		return Ready{RemoteListen: resp.Message}, nil
 	}
-	return Ready{LocalListen: ln.Addr()}, nil
+	if s.c.ln == nil {
+		return Ready{}, nil
+	}
+	return Ready{LocalListen: s.c.ln.Addr()}, nil
 }

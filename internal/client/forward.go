@@ -14,86 +14,77 @@ import (
 
 // acceptStreams serves a remote forward: each stream the server opens is
 // one connection that arrived at the server's port.
-func (c *session) acceptStreams(ctx context.Context) {
-	dest := c.cfg.Forward.Dest.HostPort(DefaultDestHost)
+func (s *session) acceptStreams(ctx context.Context) {
+	dest := s.c.cfg.Forward.Dest.HostPort(DefaultDestHost)
 	for {
-		st, err := c.conn.AcceptStream(ctx)
+		st, err := s.conn.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		c.wg.Add(1)
+		s.wg.Add(1)
 		go func() {
-			defer c.wg.Done()
-			c.relayRemote(ctx, dest, st)
+			defer s.wg.Done()
+			s.relayRemote(ctx, dest, st)
 		}()
 	}
 }
 
-func (c *session) relayRemote(ctx context.Context, dest string, st *quic.Stream) {
+func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream) {
 	abort := func(code quic.StreamErrorCode) {
 		st.CancelRead(code)
 		st.CancelWrite(code)
 	}
-	_ = st.SetReadDeadline(time.Now().Add(c.cfg.Timeout))
+	_ = st.SetReadDeadline(time.Now().Add(s.c.cfg.Timeout))
 	id, err := proto.ReadStreamHeader(st)
 	if err != nil {
 		abort(proto.StreamAborted)
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	log := c.log.With("conn_id", id)
-	d := net.Dialer{Timeout: c.cfg.Timeout}
+	log := s.log.With("conn_id", id)
+	d := net.Dialer{Timeout: s.c.cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", dest)
 	if err != nil {
 		log.Warn("local destination unreachable", "dest", dest, "err", err)
 		abort(proto.StreamRefused)
-		_ = c.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+		_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 		return
 	}
-	c.relay(ctx, log, id, conn.(*net.TCPConn), st)
+	s.relay(ctx, log, id, conn.(*net.TCPConn), st)
 }
 
-// acceptLocal serves a local forward: each connection accepted on ln gets a
-// stream to the server.
-func (c *session) acceptLocal(ctx context.Context, ln net.Listener) {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.relayLocal(ctx, conn.(*net.TCPConn))
-		}()
+// relayLocal carries one local connection (or stdio) to the server.
+func (s *session) relayLocal(ctx context.Context, conn tunnel.Conn) {
+	id := s.nextID.Add(1)
+	log := s.log.With("conn_id", id)
+	if tc, ok := conn.(net.Conn); ok {
+		log = log.With("from", tc.RemoteAddr().String())
 	}
-}
-
-func (c *session) relayLocal(ctx context.Context, conn *net.TCPConn) {
-	id := c.nextID.Add(1)
-	log := c.log.With("conn_id", id, "from", conn.RemoteAddr().String())
-	if err := c.control.Send(ctx, proto.NewConnection{ConnID: id, Protocol: proto.TCP}); err != nil {
+	if err := s.control.Send(ctx, proto.NewConnection{ConnID: id, Protocol: proto.TCP}); err != nil {
+		s.stdioFailed.Store(true)
 		conn.Close()
 		return
 	}
-	st, err := c.conn.OpenStreamSync(ctx)
+	st, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
 		log.Debug("open stream", "err", err)
+		s.stdioFailed.Store(true)
 		conn.Close()
 		return
 	}
 	if err := proto.WriteStreamHeader(st, id); err != nil {
 		st.CancelRead(proto.StreamAborted)
 		st.CancelWrite(proto.StreamAborted)
+		s.stdioFailed.Store(true)
 		conn.Close()
 		return
 	}
-	c.relay(ctx, log, id, conn, st)
+	if err := s.relay(ctx, log, id, conn, st); err != nil {
+		s.stdioFailed.Store(true)
+	}
 }
 
-func (c *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn *net.TCPConn, st *quic.Stream) {
+func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn tunnel.Conn, st *quic.Stream) error {
 	log.Debug("connection open")
 	stats, err := tunnel.Relay(conn, st)
 	reason := proto.ReasonNormal
@@ -101,5 +92,6 @@ func (c *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn *
 		reason = proto.ReasonError
 	}
 	log.Debug("connection closed", "sent", stats.ToStream, "received", stats.FromStream, "err", err)
-	_ = c.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
+	_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
+	return err
 }

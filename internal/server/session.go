@@ -35,15 +35,23 @@ type session struct {
 
 // serve runs the session until the client or the server ends it.
 func (ss *session) serve(ctx context.Context) {
+	connCtx := ss.conn.Context()
+	ss.control = tunnel.NewControl(connCtx, ss.ctrl)
 	stop := context.AfterFunc(ctx, func() {
-		// Server shutdown: make the QUIC connection go away so every
-		// reader and relay of the session returns.
+		// Server shutdown: tell the client, so it reconnects rather than
+		// reporting an error, give it a moment to hang up, then close.
+		waitCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if ss.control.Send(waitCtx, proto.SessionClose{}) == nil {
+			select {
+			case <-connCtx.Done():
+			case <-waitCtx.Done():
+			}
+		}
 		ss.conn.CloseWithError(proto.ConnShutdown, "server shutting down")
 	})
 	defer stop()
 
-	connCtx := ss.conn.Context()
-	ss.control = tunnel.NewControl(connCtx, ss.ctrl)
 	closeForward := func() {}
 	defer func() {
 		closeForward()

@@ -24,9 +24,10 @@ type Stream interface {
 	CancelWrite(quic.StreamErrorCode)
 }
 
-// Conn is the TCP side of a relay: a connection that can half-close.
+// Conn is the byte-stream side of a relay: a TCP connection, or stdin and
+// stdout for ssh-proxy. CloseWrite half-closes it.
 type Conn interface {
-	net.Conn
+	io.ReadWriteCloser
 	CloseWrite() error
 }
 

@@ -1,0 +1,190 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/proto"
+	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
+)
+
+// session is one authenticated QUIC connection carrying the forward.
+type session struct {
+	c       *client
+	log     *slog.Logger
+	udp     *net.UDPConn
+	tr      *quic.Transport
+	conn    *quic.Conn
+	control *tunnel.Control
+	nextID  atomic.Uint32
+	wg      sync.WaitGroup // remote-forward relays
+
+	stdioFailed atomic.Bool // the stdio relay ended with an error
+}
+
+// connect dials the server, authenticates and sets up the forward. On error
+// everything it opened is closed again.
+func (c *client) connect(ctx context.Context) (_ *session, err error) {
+	s := &session{c: c, log: c.log}
+	if err := s.dial(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	ctrl, err := s.authenticate(ctx)
+	if err != nil {
+		// Tell the server why, without detail that helps an impostor.
+		why := "client gave up authenticating"
+		var re *auth.RejectedError
+		if errors.As(err, &re) && !re.ByServer {
+			why = "client rejected the server's authentication"
+		} else if errors.Is(err, tlsid.ErrUnknownHost) || errors.Is(err, tlsid.ErrHostChanged) {
+			why = "client does not trust the server certificate"
+		}
+		s.conn.CloseWithError(proto.ConnAuthFailed, why)
+		return nil, err
+	}
+	s.control = tunnel.NewControl(s.conn.Context(), ctrl)
+	ready, err := s.requestForward(ctx, ctrl)
+	if err != nil {
+		return nil, err
+	}
+	if ready.LocalListen != nil {
+		s.log.Info("forward established", "local_listen", ready.LocalListen.String())
+	} else {
+		s.log.Info("forward established", "remote_listen", ready.RemoteListen)
+	}
+	if c.cfg.OnReady != nil {
+		c.cfg.OnReady(ready)
+	}
+	return s, nil
+}
+
+// close tears the session down and waits for everything it started.
+func (s *session) close() {
+	s.conn.CloseWithError(proto.ConnClosed, "") // no-op when already closed
+	s.wg.Wait()
+	if s.control != nil {
+		s.control.Wait()
+	}
+	s.tr.Close()
+	s.udp.Close()
+}
+
+// serve runs the established session until it ends. It returns nil when ctx
+// ended (after telling the server) or the stdio connection finished.
+func (s *session) serve(ctx context.Context) error {
+	defer s.close()
+	connCtx := s.conn.Context()
+	if s.c.cfg.Forward.Remote {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.acceptStreams(connCtx)
+		}()
+	}
+	stdioDone := make(chan struct{})
+	if st := s.c.cfg.Forward.Stdio; st != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(stdioDone)
+			s.relayLocal(connCtx, st)
+		}()
+	}
+	readErr := make(chan error, 1)
+	go func() { readErr <- s.readControl() }()
+	select {
+	case <-ctx.Done():
+		s.closeSession()
+		<-readErr
+		return nil
+	case <-stdioDone:
+		s.closeSession()
+		<-readErr
+		if s.stdioFailed.Load() {
+			return &permanentError{errors.New("the tunneled connection failed")}
+		}
+		return nil
+	case err := <-readErr:
+		if s.c.cfg.Forward.Stdio != nil {
+			// The stdio byte stream cannot resume on a new session.
+			return &permanentError{err}
+		}
+		return err
+	}
+}
+
+// closeSession tells the server the session ends and waits briefly for it to
+// close the connection, so the server releases the forward at once.
+func (s *session) closeSession() {
+	s.log.Info("closing session")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.control.Send(ctx, proto.SessionClose{}); err == nil {
+		select {
+		case <-s.conn.Context().Done():
+		case <-ctx.Done():
+		}
+	}
+	s.conn.CloseWithError(proto.ConnClosed, "client closed the session")
+}
+
+// readControl reads server messages until the session ends and returns why.
+func (s *session) readControl() error {
+	for {
+		msg, err := s.control.Read()
+		if err != nil {
+			return s.sessionError(err)
+		}
+		switch m := msg.(type) {
+		case proto.SessionClose:
+			s.log.Info("server closed the session")
+			s.conn.CloseWithError(proto.ConnClosed, "")
+			return ErrServerClosed
+		case proto.ConnectionClose:
+			s.log.Debug("server closed connection", "conn_id", m.ConnID, "reason", m.Reason)
+		case proto.NewConnection:
+			s.log.Debug("server announced connection", "conn_id", m.ConnID, "protocol", m.Protocol)
+		default:
+			err := fmt.Errorf("%w: unexpected %v from the server", proto.ErrMalformed, msg.Type())
+			s.conn.CloseWithError(proto.ConnProtocolError, err.Error())
+			return err
+		}
+	}
+}
+
+// sessionError explains why a session's connection ended.
+func (s *session) sessionError(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		switch ae.ErrorCode {
+		case proto.ConnShutdown:
+			return fmt.Errorf("%w: the server is shutting down", ErrServerClosed)
+		case proto.ConnClosed:
+			return ErrServerClosed
+		case proto.ConnAuthFailed:
+			return &auth.RejectedError{ByServer: true, Reason: ae.ErrorMessage}
+		case proto.ConnProtocolError:
+			return fmt.Errorf("server closed the session for a protocol error: %s", ae.ErrorMessage)
+		}
+	}
+	var ie *quic.IdleTimeoutError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("lost the server %s: no response within the idle timeout", s.c.cfg.Server)
+	}
+	return fmt.Errorf("session with %s ended: %w", s.c.cfg.Server, err)
+}
