@@ -44,6 +44,10 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
       ProxyCommand quicport ssh-proxy --server %h:39000 --privkey-file ~/.quicport/client.key --server-pubkey-file ~/.quicport/server.pub --remote-destination %p`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// ssh shows stderr to its user: only warnings, unless asked.
+			if !cmd.Flags().Changed("log-level") && a.getenv("QUICPORT_LOG_LEVEL") == "" {
+				a.logLevel = "warn"
+			}
 			log, err := a.logger(cmd, a.stdio.Err)
 			if err != nil {
 				return err
@@ -83,7 +87,7 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 			}
 			return client.Run(cmd.Context(), client.Config{
 				Server:  serverAddr,
-				Forward: client.Forward{Dest: dest, Stdio: stdioConn{in: a.stdio.In, out: a.stdio.Out}},
+				Forward: client.Forward{Dest: dest, Stdio: stdioConn{in: pollable(a.stdio.In), out: a.stdio.Out}},
 				Auth:    cc,
 				// stdin is the SSH byte stream: never prompt on it.
 				TOFU:           tlsid.TOFU{KnownHosts: tlsid.KnownHosts{Path: filepath.Join(dataDir, "known_hosts")}, AcceptNew: acceptNew, Out: a.stdio.Err},

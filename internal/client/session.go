@@ -62,10 +62,13 @@ func (c *client) connect(ctx context.Context) (_ *session, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if ready.LocalListen != nil {
+	switch {
+	case ready.LocalListen != nil:
 		s.log.Info("forward established", "local_listen", ready.LocalListen.String())
-	} else {
+	case c.cfg.Forward.Remote:
 		s.log.Info("forward established", "remote_listen", ready.RemoteListen)
+	default:
+		s.log.Info("forward established")
 	}
 	if c.cfg.OnReady != nil {
 		c.cfg.OnReady(ready)

@@ -5,6 +5,7 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -18,8 +19,29 @@ import (
 	"github.com/quicport/quicport/internal/testutil"
 )
 
+// quicportBin is the quicport binary built for tests that run real processes.
+var quicportBin string
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	dir, err := os.MkdirTemp("", "quicport-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	quicportBin, err = testutil.BuildQuicport(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // creds is a matching pair of server policy and client credentials.

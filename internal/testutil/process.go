@@ -1,0 +1,180 @@
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BuildQuicport builds the quicport binary into dir and returns its path.
+func BuildQuicport(dir string) (string, error) {
+	bin := filepath.Join(dir, "quicport")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/quicport/quicport/cmd/quicport").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Process is a quicport process started by a test, logging JSON lines.
+type Process struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+
+	mu     sync.Mutex
+	logs   []map[string]any
+	output bytes.Buffer // stdout and stderr, in order
+	signal chan struct{}
+}
+
+// StartProcess runs bin with args (after --log-format json) and env added
+// to a minimal environment. The process is killed when the test ends.
+func StartProcess(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--log-format", "json"}, args...)...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	p := &Process{t: t, cmd: cmd, done: make(chan struct{}), signal: make(chan struct{}, 1)}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.output.Write(sc.Bytes())
+			p.output.WriteByte('\n')
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.logs = append(p.logs, m)
+			}
+			p.mu.Unlock()
+			select {
+			case p.signal <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		wg.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("output of %v:\n%s", args, p.Output())
+		}
+	})
+	return p
+}
+
+// Output returns everything the process printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.output.String()
+}
+
+// WaitLog waits up to timeout for the n-th (1-based) log line with message
+// msg and returns it.
+func (p *Process) WaitLog(msg string, n int, timeout time.Duration) map[string]any {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		seen := 0
+		for _, l := range p.logs {
+			if l["msg"] == msg {
+				if seen++; seen == n {
+					p.mu.Unlock()
+					return l
+				}
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.signal:
+		case <-time.After(50 * time.Millisecond):
+		case <-p.done:
+			p.t.Fatalf("process exited (%v) before logging %q:\n%s", p.err, msg, p.Output())
+		case <-deadline:
+			p.t.Fatalf("no log line %q within %v:\n%s", msg, timeout, p.Output())
+		}
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit code.
+func (p *Process) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		p.t.Fatalf("process did not exit within %v:\n%s", timeout, p.Output())
+		return -1
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// FreePort returns a TCP port that was free a moment ago on all addresses.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// Itoa is strconv.Itoa, for building argv.
+func Itoa(i int) string { return strconv.Itoa(i) }
