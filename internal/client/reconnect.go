@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/quicport/quicport/internal/proto"
 )
 
 // MaxReconnectDelay caps the wait between reconnection attempts.
@@ -24,6 +27,7 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 	}
 	b.Reset()
 	failures := 0
+	wasUp := false
 	for {
 		established, err := once(ctx)
 		switch {
@@ -31,12 +35,16 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 			return nil
 		case err == nil:
 			return nil
-		case IsPermanent(err):
+		case IsPermanent(err) && !(wasUp && portInUse(err)):
+			// A remote port still in use after we had it is most likely
+			// held by our own previous session, which the server drops
+			// within its idle timeout: that one is worth retrying.
 			return err
 		case !c.cfg.Reconnect:
 			return err
 		}
 		if established {
+			wasUp = true
 			b.Reset()
 			failures = 0
 		}
@@ -52,4 +60,9 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 			return nil
 		}
 	}
+}
+
+func portInUse(err error) bool {
+	var fe *ForwardError
+	return errors.As(err, &fe) && fe.Status == proto.StatusPortInUse
 }

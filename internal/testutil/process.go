@@ -124,6 +124,33 @@ func (p *Process) WaitLog(msg string, n int, timeout time.Duration) map[string]a
 	}
 }
 
+// WaitAny waits for a log line with one of msgs and reports true, or for
+// the process to exit and reports false.
+func (p *Process) WaitAny(msgs []string, timeout time.Duration) bool {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		for _, l := range p.logs {
+			for _, m := range msgs {
+				if l["msg"] == m {
+					p.mu.Unlock()
+					return true
+				}
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.signal:
+		case <-time.After(50 * time.Millisecond):
+		case <-p.done:
+			return false
+		case <-deadline:
+			p.t.Fatalf("neither %q nor an exit within %v:\n%s", msgs, timeout, p.Output())
+		}
+	}
+}
+
 // Signal sends sig to the process.
 func (p *Process) Signal(sig syscall.Signal) {
 	p.t.Helper()

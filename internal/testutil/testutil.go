@@ -113,15 +113,20 @@ func StartServer(t testing.TB, cfg server.Config) *Server {
 type Client struct {
 	Ready  client.Ready
 	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
+	done   chan struct{} // closed when Run returned
+	err    error         // Run's result, set before done is closed
 }
+
+// Done is closed when Run returns; Err then holds its result.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns Run's result once Done is closed.
+func (c *Client) Err() error { return c.err }
 
 // Stop ends the session and returns Run's result. It is safe to call twice.
 func (c *Client) Stop() error {
 	c.cancel()
-	c.once.Do(func() { c.err = <-c.done })
+	<-c.done
 	return c.err
 }
 
@@ -147,23 +152,34 @@ func TryClient(t testing.TB, cfg client.Config) (*Client, error) {
 		cfg.TOFU.Out = io.Discard
 	}
 	ready := make(chan client.Ready, 1)
-	cfg.OnReady = func(r client.Ready) { ready <- r }
+	user := cfg.OnReady
+	cfg.OnReady = func(r client.Ready) {
+		select {
+		case ready <- r: // the first time
+		default:
+		}
+		if user != nil {
+			user(r)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cancel: cancel, done: make(chan error, 1)}
-	go func() { c.done <- client.Run(ctx, cfg) }()
+	c := &Client{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		c.err = client.Run(ctx, cfg)
+		close(c.done)
+	}()
 	select {
 	case c.Ready = <-ready:
 		t.Cleanup(func() { c.Stop() })
 		return c, nil
-	case err := <-c.done:
+	case <-c.done:
 		cancel()
-		if err == nil {
-			err = errors.New("client session ended without an error before it was ready")
+		if c.err == nil {
+			return nil, errors.New("client session ended without an error before it was ready")
 		}
-		return nil, err
+		return nil, c.err
 	case <-time.After(30 * time.Second):
-		cancel()
-		<-c.done
+		c.Stop()
 		return nil, errors.New("client not ready within 30s")
 	}
 }
@@ -173,7 +189,12 @@ func TryClient(t testing.TB, cfg client.Config) (*Client, error) {
 // everything. It returns the server's address.
 func EchoServer(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return echoServer(t, "tcp", "127.0.0.1:0")
+}
+
+func echoServer(t testing.TB, network, addr string) string {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,4 +283,10 @@ func seedBytes(seed uint64) (b [32]byte) {
 // new hosts without asking.
 func KnownHosts(t testing.TB) tlsid.TOFU {
 	return tlsid.TOFU{KnownHosts: tlsid.KnownHosts{Path: filepath.Join(t.TempDir(), "known_hosts")}, AcceptNew: true, Out: io.Discard}
+}
+
+// EchoServer6 is EchoServer on [::1].
+func EchoServer6(t testing.TB) string {
+	t.Helper()
+	return echoServer(t, "tcp", "[::1]:0")
 }

@@ -1,0 +1,125 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/proto"
+)
+
+var errDown = errors.New("server down")
+
+// attempts records when loop called once and answers from a script.
+type attempts struct {
+	at      []time.Time
+	results []error // one per call; beyond the end, errDown
+	up      []bool
+}
+
+func (a *attempts) once(context.Context) (bool, error) {
+	n := len(a.at)
+	a.at = append(a.at, time.Now())
+	if n < len(a.results) {
+		return a.up[n], a.results[n]
+	}
+	return false, errDown
+}
+
+func newClient(cfg Config) *client {
+	cfg.setDefaults()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	return &client{cfg: cfg, log: cfg.Logger}
+}
+
+func TestBackoffGrowsToCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClient(Config{Reconnect: true, ReconnectDelay: time.Second, MaxAttempts: 12})
+		var a attempts
+		err := c.loop(t.Context(), a.once)
+		if err == nil || !strings.Contains(err.Error(), "giving up after 12 reconnection attempts") {
+			t.Fatalf("loop error = %v", err)
+		}
+		if len(a.at) != 13 {
+			t.Fatalf("%d attempts, want 1 + 12 retries", len(a.at))
+		}
+		want := time.Second
+		for i := 1; i < len(a.at); i++ {
+			gap := a.at[i].Sub(a.at[i-1])
+			lo, hi := time.Duration(float64(want)*0.8), time.Duration(float64(want)*1.2)
+			if hi > MaxReconnectDelay {
+				hi = MaxReconnectDelay
+			}
+			if gap < lo || gap > hi {
+				t.Errorf("wait before attempt %d = %v, want %v..%v", i+1, gap, lo, hi)
+			}
+			want = min(want*2, MaxReconnectDelay)
+		}
+	})
+}
+
+func TestBackoffResetsAfterSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClient(Config{Reconnect: true, ReconnectDelay: time.Second, MaxAttempts: 4})
+		// Three failures (waits ~1, 2, 4 s), then a session that was up
+		// and ended, then failures again: the wait starts over at ~1 s.
+		a := attempts{
+			results: []error{errDown, errDown, errDown, ErrServerClosed},
+			up:      []bool{false, false, false, true},
+		}
+		c.loop(t.Context(), a.once)
+		if gap := a.at[4].Sub(a.at[3]); gap > 1200*time.Millisecond {
+			t.Errorf("wait after an established session = %v, want about 1s", gap)
+		}
+		// 4 attempts up to the session's end, then 4 reconnection attempts.
+		if len(a.at) != 4+4 {
+			t.Errorf("%d attempts, want the failure count to restart after the session", len(a.at))
+		}
+	})
+}
+
+func TestPermanentErrorsAreNotRetried(t *testing.T) {
+	for _, err := range []error{
+		&auth.RejectedError{ByServer: true, Reason: "bad key"},
+		&ForwardError{Status: proto.StatusPermissionDenied},
+		&ForwardError{Status: proto.StatusPortInUse},
+		&permanentError{errors.New("untrusted")},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			c := newClient(Config{Reconnect: true})
+			a := attempts{results: []error{err}, up: []bool{false}}
+			if got := c.loop(t.Context(), a.once); got != err || len(a.at) != 1 {
+				t.Errorf("%v: loop returned %v after %d attempts, want it at once", err, got, len(a.at))
+			}
+		})
+	}
+}
+
+// A port still in use after this client had it (our own old session, not
+// yet timed out on the server) is retried; on first use it is not.
+func TestPortInUseRetriedOnlyAfterSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inUse := &ForwardError{Status: proto.StatusPortInUse}
+		c := newClient(Config{Reconnect: true, MaxAttempts: 3})
+		a := attempts{results: []error{ErrServerClosed, inUse, inUse}, up: []bool{true, false, false}}
+		err := c.loop(t.Context(), a.once)
+		if len(a.at) != 4 || !strings.Contains(err.Error(), "giving up") {
+			t.Errorf("%d attempts, error %v; want port-in-use retried until the attempts run out", len(a.at), err)
+		}
+	})
+}
+
+func TestReconnectOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClient(Config{Reconnect: false})
+		a := attempts{results: []error{ErrServerClosed}, up: []bool{true}}
+		if err := c.loop(t.Context(), a.once); !errors.Is(err, ErrServerClosed) || len(a.at) != 1 {
+			t.Errorf("loop = %v after %d attempts", err, len(a.at))
+		}
+	})
+}

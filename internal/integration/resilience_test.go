@@ -1,0 +1,346 @@
+package integration
+
+import (
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/server"
+	"github.com/quicport/quicport/internal/testutil"
+	"github.com/quicport/quicport/internal/tlsid"
+)
+
+// restartable is a server that can be stopped and started again on the same
+// UDP address with the same identity.
+type restartable struct {
+	t    *testing.T
+	cfg  server.Config
+	addr string
+	srv  *testutil.Server
+}
+
+func newRestartable(t *testing.T, cr creds) *restartable {
+	cert, err := tlsid.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restartable{t: t, cfg: server.Config{Auth: cr.server, Certificate: cert}}
+	r.start()
+	r.addr = r.srv.AddrString()
+	r.cfg.Listen = r.addr
+	return r
+}
+
+func (r *restartable) start() { r.srv = testutil.StartServer(r.t, r.cfg) }
+func (r *restartable) stop()  { r.srv.Stop(r.t) }
+
+// After the server restarts, a remote-forward client re-establishes the
+// same remote port by itself.
+func TestRemoteForwardSurvivesServerRestart(t *testing.T) {
+	cr := credentials(t)[0]
+	srv := newRestartable(t, cr)
+	echo := testutil.EchoServer(t)
+	port := testutil.FreePort(t)
+	var ready atomic.Int32
+	testutil.StartClient(t, client.Config{
+		Server: srv.addr, Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward:   client.Forward{Remote: true, Source: mustAddr(t, testutil.Itoa(port)), Dest: mustAddr(t, echo)},
+		Reconnect: true, ReconnectDelay: 100 * time.Millisecond,
+		OnReady: func(client.Ready) { ready.Add(1) },
+	})
+	entry := "127.0.0.1:" + testutil.Itoa(port)
+	if err := testutil.EchoCheck(entry, 1<<20, 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		srv.stop()
+		srv.start()
+		waitFor(t, func() bool { return ready.Load() == int32(i+2) }, "the client to re-establish its forward")
+		if err := testutil.EchoCheck(entry, 1<<20, uint64(i)); err != nil {
+			t.Fatalf("after restart %d: %v", i+1, err)
+		}
+	}
+}
+
+// A local-forward client keeps its listener while reconnecting: a
+// connection that arrives meanwhile waits and then goes through.
+func TestLocalForwardWaitsForTunnel(t *testing.T) {
+	cr := credentials(t)[0]
+	srv := newRestartable(t, cr)
+	echo := testutil.EchoServer(t)
+	var ready atomic.Int32
+	c := testutil.StartClient(t, client.Config{
+		Server: srv.addr, Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward:   client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+		Reconnect: true, ReconnectDelay: 100 * time.Millisecond,
+		OnReady: func(client.Ready) { ready.Add(1) },
+	})
+	srv.stop()
+	conn, err := net.Dial("tcp", c.Ready.LocalListen.String())
+	if err != nil {
+		t.Fatalf("local listener closed while reconnecting: %v", err)
+	}
+	defer conn.Close()
+	time.Sleep(300 * time.Millisecond)
+	srv.start()
+	msg := []byte("arrived while the tunnel was down")
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != string(msg) {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	if ready.Load() != 2 {
+		t.Errorf("forward established %d times, want 2", ready.Load())
+	}
+}
+
+func TestReconnectOffAndMaxAttempts(t *testing.T) {
+	cr := credentials(t)[0]
+	srv := newRestartable(t, cr)
+	base := client.Config{
+		Server: srv.addr, Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, "22")},
+		Timeout: 500 * time.Millisecond, ReconnectDelay: 50 * time.Millisecond,
+	}
+	// --reconnect=false: the session's end is the client's end.
+	c := testutil.StartClient(t, base)
+	srv.stop()
+	select {
+	case <-c.Done():
+		if err := c.Err(); !errors.Is(err, client.ErrServerClosed) {
+			t.Errorf("error = %v, want ErrServerClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("client without reconnect kept running after the server left")
+	}
+	// Reconnect with at most 2 attempts against a server that stays down.
+	cfg := base
+	cfg.Reconnect, cfg.MaxAttempts = true, 2
+	srv.start()
+	c = testutil.StartClient(t, cfg)
+	srv.stop()
+	select {
+	case <-c.Done():
+		if err := c.Err(); err == nil || !strings.Contains(err.Error(), "giving up after 2 reconnection attempts") {
+			t.Errorf("error = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("client did not give up")
+	}
+}
+
+// replyAfterEOF is a TCP server that reads its peer's whole request, and
+// only after the peer's FIN answers with the request's sha256 and closes:
+// HTTP/1.0 style, as `nc -N` uses it.
+func replyAfterEOF(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				h := sha256.New()
+				if _, err := io.Copy(h, c); err != nil {
+					return
+				}
+				c.Write(h.Sum(nil))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestHalfClose(t *testing.T) {
+	cr := credentials(t)[0]
+	for _, m := range modes() {
+		t.Run(m.name, func(t *testing.T) {
+			dest := replyAfterEOF(t)
+			srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+			cfg := client.Config{Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t)}
+			if m.remote {
+				cfg.Forward = client.Forward{Remote: true, Source: mustAddr(t, "0"), Dest: mustAddr(t, dest)}
+			} else {
+				cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, dest)}
+			}
+			c := testutil.StartClient(t, cfg)
+			entry := ""
+			if m.remote {
+				entry = "127.0.0.1:" + testutil.Port(t, c.Ready.RemoteListen)
+			} else {
+				entry = c.Ready.LocalListen.String()
+			}
+			conn, err := net.Dial("tcp", entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			req := []byte(strings.Repeat("GET / HTTP/1.0\r\n", 4096))
+			if _, err := conn.Write(req); err != nil {
+				t.Fatal(err)
+			}
+			conn.(*net.TCPConn).CloseWrite()
+			reply, err := io.ReadAll(conn)
+			want := sha256.Sum256(req)
+			if err != nil || string(reply) != string(want[:]) {
+				t.Fatalf("reply after half-close = %x, %v; want %x", reply, err, want)
+			}
+		})
+	}
+}
+
+// IPv6 end to end: server on [::1], client to [::1], remote ports on both
+// address families, local forward to an IPv6 destination.
+func TestIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	cr := credentials(t)[1]
+	echo6, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo6.Close()
+	echo := testutil.EchoServer(t) // 127.0.0.1
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server, Listen: "[::1]:0"})
+	if !strings.HasPrefix(srv.AddrString(), "[::1]:") {
+		t.Fatalf("server address %s", srv.AddrString())
+	}
+	rpf := testutil.StartClient(t, client.Config{
+		Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward: client.Forward{Remote: true, Source: mustAddr(t, "0"), Dest: mustAddr(t, echo)},
+	})
+	port := testutil.Port(t, rpf.Ready.RemoteListen)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		if err := testutil.EchoCheck(net.JoinHostPort(host, port), 1<<20, 3); err != nil {
+			t.Errorf("remote port on %s: %v", host, err)
+		}
+	}
+	// A local forward whose destination is IPv6, listening on [::1].
+	dest6 := testutil.EchoServer6(t)
+	lpf := testutil.StartClient(t, client.Config{
+		Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward: client.Forward{Source: mustAddr(t, "[::1]:0"), Dest: mustAddr(t, dest6)},
+	})
+	if err := testutil.EchoCheck(lpf.Ready.LocalListen.String(), 1<<20, 4); err != nil {
+		t.Errorf("local forward to %s: %v", dest6, err)
+	}
+}
+
+// Signals on real processes: SIGINT on a client releases its remote port
+// at once; SIGKILL frees it within the idle timeout; SIGTERM on the server
+// makes clients reconnect instead of exiting.
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "QUICPORT_PSK=signals-test-psk"}
+	// Both ends use a 2 s idle timeout, so a vanished peer is noticed fast.
+	srv := testutil.StartProcess(t, quicportBin, env, "server", "--listen", "127.0.0.1:0", "--quic-idle-timeout", "2")
+	listen := srv.WaitLog("quicport server listening", 1, 20*time.Second)["listen"].(string)
+	echo := testutil.EchoServer(t)
+	port := testutil.Itoa(testutil.FreePort(t))
+	rpf := func() *testutil.Process {
+		return testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host",
+			"-r", port, "-l", echo, "--quic-idle-timeout", "2", "--reconnect-delay", "0.2")
+	}
+
+	t.Run("SIGINT releases the port at once", func(t *testing.T) {
+		c := rpf()
+		c.WaitLog("forward established", 1, 20*time.Second)
+		c.Signal(syscall.SIGINT)
+		if code := c.Wait(10 * time.Second); code != 0 {
+			t.Errorf("client exit code after SIGINT = %d, want 0", code)
+		}
+		start := time.Now()
+		c2 := rpf()
+		c2.WaitLog("forward established", 1, 5*time.Second)
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the next client got the port after %v, want under a second", d)
+		}
+		if strings.Contains(c2.Output(), "already in use") {
+			t.Error("port still in use after SIGINT")
+		}
+		c2.Signal(syscall.SIGTERM)
+		c2.Wait(10 * time.Second)
+	})
+
+	t.Run("SIGKILL frees the port within the idle timeout", func(t *testing.T) {
+		c := rpf()
+		c.WaitLog("forward established", 1, 20*time.Second)
+		c.Signal(syscall.SIGKILL)
+		c.Wait(10 * time.Second)
+		// The port is held until the server notices the silence (2 s idle
+		// timeout); a new client started meanwhile is refused "port in
+		// use" and exits, so keep starting one until it gets the port.
+		killed := time.Now()
+		var c2 *testutil.Process
+		for {
+			c2 = rpf()
+			if c2.WaitAny([]string{"forward established"}, 10*time.Second) {
+				break
+			}
+			if !strings.Contains(c2.Output(), "already in use on the server") {
+				t.Fatalf("client failed for another reason:\n%s", c2.Output())
+			}
+			if time.Since(killed) > 4*time.Second {
+				t.Fatalf("port still held %v after the client was killed (idle timeout 2s)", time.Since(killed))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("port free again %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+		if err := testutil.EchoCheck("127.0.0.1:"+port, 1<<20, 5); err != nil {
+			t.Fatal(err)
+		}
+		c2.Signal(syscall.SIGTERM)
+		c2.Wait(10 * time.Second)
+	})
+
+	t.Run("SIGTERM on the server makes clients reconnect", func(t *testing.T) {
+		c := rpf()
+		c.WaitLog("forward established", 1, 20*time.Second)
+		srv.Signal(syscall.SIGTERM)
+		if code := srv.Wait(10 * time.Second); code != 0 {
+			t.Errorf("server exit code after SIGTERM = %d, want 0", code)
+		}
+		c.WaitLog("tunnel down; reconnecting", 1, 10*time.Second)
+		if !strings.Contains(c.Output(), "server closed the session") {
+			t.Errorf("client was not told the server is closing:\n%s", c.Output())
+		}
+		if c.Exited() {
+			t.Fatal("client exited when the server shut down")
+		}
+		srv2 := testutil.StartProcess(t, quicportBin, env, "server", "--listen", listen)
+		srv2.WaitLog("quicport server listening", 1, 20*time.Second)
+		c.WaitLog("forward established", 2, 30*time.Second)
+		if err := testutil.EchoCheck("127.0.0.1:"+port, 1<<20, 6); err != nil {
+			t.Fatal(err)
+		}
+
+		// A server that vanishes without a word is noticed within the
+		// idle timeout.
+		srv2.Signal(syscall.SIGKILL)
+		killed := time.Now()
+		c.WaitLog("tunnel down; reconnecting", 2, 10*time.Second)
+		if d := time.Since(killed); d > 4*time.Second {
+			t.Errorf("client noticed the dead server after %v (idle timeout 2s)", d)
+		}
+	})
+}
