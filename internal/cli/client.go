@@ -31,6 +31,7 @@ func (a *app) clientCommand() *cobra.Command {
 		reconnectDelay                 = time.Second
 		keepAlive                      = tunnel.DefaultKeepAlive
 		idleTimeout                    = tunnel.DefaultIdleTimeout
+		udp                            udpFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "client",
@@ -38,9 +39,13 @@ func (a *app) clientCommand() *cobra.Command {
 		Long: `Connect to a quicport server and run one port forward.
 
 Remote forwarding (the server listens, connections reach a service here):
-  --remote-source/-r PORT[/tcp]  with  --local-destination/-l [ADDR:]PORT[/tcp]
+  --remote-source/-r PORT[/tcp|/udp]  with  --local-destination/-l [ADDR:]PORT[/tcp|/udp]
 Local forwarding (this client listens, connections reach a service there):
-  --local-source/-L [ADDR:]PORT[/tcp]  with  --remote-destination/-R [ADDR:]PORT[/tcp]
+  --local-source/-L [ADDR:]PORT[/tcp|/udp]  with  --remote-destination/-R [ADDR:]PORT[/tcp|/udp]
+
+UDP is carried per source address: each gets its own stream, datagram
+boundaries are kept, replies go back to that source, and a flow ends after
+--udp-idle-timeout of silence.
 
 A destination without an address means 127.0.0.1 on its side. A local source
 without an address listens on 127.0.0.1 only; write 0.0.0.0:PORT to accept
@@ -106,16 +111,18 @@ terminal asks to confirm its fingerprint; without a terminal pass
 				ReconnectDelay: reconnectDelay,
 				KeepAlive:      keepAlive,
 				IdleTimeout:    idleTimeout,
+				UDPIdleTimeout: udp.idle,
+				UDPMaxFlows:    udp.maxFlows,
 				Logger:         log,
 			})
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&serverAddr, "server", "s", "", "server address, host:port (required)")
-	fs.StringVarP(&remoteSource, "remote-source", "r", "", "remote forwarding: port the server opens, PORT[/tcp]")
-	fs.StringVarP(&localDest, "local-destination", "l", "", "remote forwarding: where connections go on this side, [ADDR:]PORT[/tcp]")
-	fs.StringVarP(&localSource, "local-source", "L", "", "local forwarding: where this client listens, [ADDR:]PORT[/tcp] (default address 127.0.0.1)")
-	fs.StringVarP(&remoteDest, "remote-destination", "R", "", "local forwarding: where connections go on the server's side, [ADDR:]PORT[/tcp]")
+	fs.StringVarP(&remoteSource, "remote-source", "r", "", "remote forwarding: port the server opens, PORT[/tcp|/udp]")
+	fs.StringVarP(&localDest, "local-destination", "l", "", "remote forwarding: where connections go on this side, [ADDR:]PORT[/tcp|/udp]")
+	fs.StringVarP(&localSource, "local-source", "L", "", "local forwarding: where this client listens, [ADDR:]PORT[/tcp|/udp] (default address 127.0.0.1)")
+	fs.StringVarP(&remoteDest, "remote-destination", "R", "", "local forwarding: where connections go on the server's side, [ADDR:]PORT[/tcp|/udp]")
 	creds.register(cmd, "client")
 	fs.StringVar(&serverPubkey, "server-pubkey", "", "the server's X25519 public key, base64 (env QUICPORT_SERVER_PUBKEY)")
 	fs.StringVar(&serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
@@ -123,7 +130,20 @@ terminal asks to confirm its fingerprint; without a terminal pass
 	fs.BoolVar(&acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
 	addReconnectFlags(cmd, &reconnect, &maxAttempts, &reconnectDelay)
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)
+	udp.register(cmd)
 	return cmd
+}
+
+// udpFlags tune UDP forwarding on the side that listens.
+type udpFlags struct {
+	idle     time.Duration
+	maxFlows int
+}
+
+func (u *udpFlags) register(cmd *cobra.Command) {
+	u.idle, u.maxFlows = tunnel.DefaultUDPIdleTimeout, tunnel.DefaultUDPMaxFlows
+	cmd.Flags().Var(seconds{&u.idle}, "udp-idle-timeout", "end a UDP flow (one per source address) after this many seconds without a datagram either way")
+	cmd.Flags().IntVar(&u.maxFlows, "udp-max-flows", u.maxFlows, "most concurrent UDP flows per session; datagrams from further sources are dropped and logged")
 }
 
 func addReconnectFlags(cmd *cobra.Command, reconnect *bool, maxAttempts *int, delay *time.Duration) {
@@ -177,9 +197,6 @@ func parseForward(remoteSource, localDest, localSource, remoteDest string) (clie
 	}
 	if f.Source.Protocol != f.Dest.Protocol {
 		return f, usagef("source is %v but destination is %v; both ends of a forward use the same protocol", f.Source.Protocol, f.Dest.Protocol)
-	}
-	if f.Source.Protocol == proto.UDP {
-		return f, usagef("UDP forwarding is not available in this version; forward TCP (/tcp)")
 	}
 	return f, nil
 }

@@ -21,6 +21,7 @@ func (a *app) serverCommand() *cobra.Command {
 		clientKeysFile string
 		keepAlive      = tunnel.DefaultKeepAlive
 		idleTimeout    = tunnel.DefaultIdleTimeout
+		udp            udpFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -77,7 +78,8 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if err != nil {
 				return fmt.Errorf("server identity: %w", err)
 			}
-			srv, err := server.Listen(server.Config{Listen: listen, Certificate: cert, Auth: policy, KeepAlive: keepAlive, IdleTimeout: idleTimeout, Logger: log})
+			srv, err := server.Listen(server.Config{Listen: listen, Certificate: cert, Auth: policy, KeepAlive: keepAlive, IdleTimeout: idleTimeout,
+				UDPIdleTimeout: udp.idle, UDPMaxFlows: udp.maxFlows, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -97,6 +99,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	fs.StringVar(&clientKeys, "client-pubkeys", "", "authorized client public keys, comma separated (env QUICPORT_CLIENT_PUBKEYS)")
 	fs.StringVar(&clientKeysFile, "client-pubkeys-file", "", "file of authorized client public keys, one per line, # comments (env QUICPORT_CLIENT_PUBKEYS_FILE)")
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)
+	udp.register(cmd)
 	return cmd
 }
 

@@ -78,6 +78,11 @@ type Config struct {
 	Reconnect      bool
 	ReconnectDelay time.Duration
 	MaxAttempts    int
+	// UDPIdleTimeout ends a UDP flow after silence both ways (default
+	// 60 s); UDPMaxFlows caps the flows of a local UDP forward (default
+	// 1024).
+	UDPIdleTimeout time.Duration
+	UDPMaxFlows    int
 	// ConnectWait bounds how long a local connection that arrives while
 	// the client is reconnecting waits for the tunnel (default 30 s).
 	ConnectWait time.Duration
@@ -145,7 +150,8 @@ var ErrServerClosed = errors.New("server closed the session")
 type client struct {
 	cfg Config
 	log *slog.Logger
-	ln  net.Listener // local forwards: open for the whole Run
+	ln  net.Listener // local TCP forwards: open for the whole Run
+	pc  *net.UDPConn // local UDP forwards: open for the whole Run
 
 	mu    sync.Mutex
 	cur   *session      // the established session, or nil
@@ -161,7 +167,19 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.setDefaults()
 	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()), ready: make(chan struct{})}
 	f := cfg.Forward
-	if !f.Remote && f.Stdio == nil {
+	if !f.Remote && f.Source.Protocol == proto.UDP {
+		addr := f.Source.HostPort(DefaultLocalHost)
+		ua, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return &permanentError{fmt.Errorf("listen on %s/udp: %w", addr, err)}
+		}
+		pc, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			return &permanentError{fmt.Errorf("listen on %s/udp: %w", addr, err)}
+		}
+		c.pc = pc
+		defer pc.Close()
+	} else if !f.Remote && f.Stdio == nil {
 		// Bind before connecting: a taken port fails at once, and the
 		// listener stays open across reconnects.
 		addr := f.Source.HostPort(DefaultLocalHost)

@@ -135,8 +135,11 @@ func (s *session) requestForward(ctx context.Context, ctrl *quic.Stream) (Ready,
 	if f.Remote {
 		return Ready{RemoteListen: resp.Message}, nil
 	}
-	if s.c.ln == nil {
-		return Ready{}, nil
+	switch {
+	case s.c.ln != nil:
+		return Ready{LocalListen: s.c.ln.Addr()}, nil
+	case s.c.pc != nil:
+		return Ready{LocalListen: s.c.pc.LocalAddr()}, nil
 	}
-	return Ready{LocalListen: s.c.ln.Addr()}, nil
+	return Ready{}, nil
 }

@@ -42,6 +42,18 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	log := s.log.With("conn_id", id)
+	if s.c.cfg.Forward.Dest.Protocol == proto.UDP {
+		conn, err := net.Dial("udp", dest)
+		if err != nil {
+			log.Warn("local destination unreachable", "dest", dest, "err", err)
+			abort(proto.StreamRefused)
+			_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+			return
+		}
+		err = tunnel.RelayUDP(conn.(*net.UDPConn), st, s.c.cfg.UDPIdleTimeout)
+		log.Debug("UDP flow closed", "err", err)
+		return
+	}
 	d := net.Dialer{Timeout: s.c.cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", dest)
 	if err != nil {
@@ -94,4 +106,22 @@ func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn t
 	log.Debug("connection closed", "sent", stats.ToStream, "received", stats.FromStream, "err", err)
 	_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
 	return err
+}
+
+// openUDPFlow opens the stream of a new local UDP flow.
+func (s *session) openUDPFlow(ctx context.Context) (tunnel.Stream, uint32, error) {
+	id := s.nextID.Add(1)
+	if err := s.control.Send(ctx, proto.NewConnection{ConnID: id, Protocol: proto.UDP}); err != nil {
+		return nil, 0, err
+	}
+	st, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := proto.WriteStreamHeader(st, id); err != nil {
+		st.CancelRead(proto.StreamAborted)
+		st.CancelWrite(proto.StreamAborted)
+		return nil, 0, err
+	}
+	return st, id, nil
 }

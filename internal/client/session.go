@@ -99,6 +99,25 @@ func (s *session) serve(ctx context.Context) error {
 			s.acceptStreams(connCtx)
 		}()
 	}
+	if pc := s.c.pc; pc != nil {
+		ul := &tunnel.UDPListener{
+			Conn: pc,
+			Open: s.openUDPFlow,
+			Closed: func(id uint32, r proto.CloseReason) {
+				_ = s.control.Send(connCtx, proto.ConnectionClose{ConnID: id, Reason: r})
+			},
+			IdleTimeout: s.c.cfg.UDPIdleTimeout,
+			MaxFlows:    s.c.cfg.UDPMaxFlows,
+			Log:         s.log,
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := ul.Run(connCtx); err != nil {
+				s.log.Warn("UDP listener failed", "err", err)
+			}
+		}()
+	}
 	stdioDone := make(chan struct{})
 	if st := s.c.cfg.Forward.Stdio; st != nil {
 		s.wg.Add(1)

@@ -43,6 +43,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// KeepAlive and IdleTimeout tune QUIC liveness (defaults 5 s, 10 s).
 	KeepAlive, IdleTimeout time.Duration
+	// UDPIdleTimeout ends a UDP flow after silence both ways (default
+	// 60 s); UDPMaxFlows caps a session's UDP flows (default 1024).
+	UDPIdleTimeout time.Duration
+	UDPMaxFlows    int
 	// Logger receives the server's logs (nil discards them).
 	Logger *slog.Logger
 }
@@ -71,6 +75,7 @@ type Stats struct {
 	SessionsActive          int64
 	ConnectionsTotal        uint64
 	ConnectionsActive       int64
+	UDPFlowsActive          int64
 	BytesSent, BytesRecv    uint64 // to clients, from clients (tunneled payload)
 }
 
@@ -88,6 +93,7 @@ type Server struct {
 	sessions            atomic.Int64
 	connsTotal          atomic.Uint64
 	connsActive         atomic.Int64
+	udpFlows            atomic.Int64
 	bytesSent, bytesRcv atomic.Uint64
 }
 
@@ -131,6 +137,7 @@ func (s *Server) Stats() Stats {
 		SessionsActive:    s.sessions.Load(),
 		ConnectionsTotal:  s.connsTotal.Load(),
 		ConnectionsActive: s.connsActive.Load(),
+		UDPFlowsActive:    s.udpFlows.Load(),
 		BytesSent:         s.bytesSent.Load(),
 		BytesRecv:         s.bytesRcv.Load(),
 	}

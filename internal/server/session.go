@@ -137,10 +137,8 @@ func (ss *session) respond(ctx context.Context, remote bool, st proto.Status, ms
 // the request was refused.
 func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardRequest) func() {
 	log := ss.log.With("forward", fmt.Sprintf("remote %d/%v -> client %s", req.Port, req.Protocol, req.LocalDestination))
-	if req.Protocol != proto.TCP {
-		log.Warn("forward refused", "reason", "protocol not supported")
-		ss.respond(ctx, true, proto.StatusInternalError, fmt.Sprintf("%v forwarding is not supported by this server", req.Protocol))
-		return nil
+	if req.Protocol == proto.UDP {
+		return ss.startRemoteUDP(ctx, log, req)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(int(req.Port))))
 	if err != nil {
@@ -173,6 +171,66 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	return func() {
 		once.Do(func() {
 			ln.Close()
+			log.Info("remote forward closed")
+		})
+	}
+}
+
+// startRemoteUDP opens the requested UDP port: each source address becomes
+// a flow on its own stream.
+func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req proto.RemoteForwardRequest) func() {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(req.Port)})
+	if err != nil {
+		st, msg := listenStatus(req.Port, err)
+		log.Warn("forward refused", "reason", msg, "err", err)
+		ss.respond(ctx, true, st, msg)
+		return nil
+	}
+	log = log.With("listen", pc.LocalAddr().String())
+	ss.log = log
+	log.Info("remote forward open")
+	ss.respond(ctx, true, proto.StatusSuccess, pc.LocalAddr().String())
+	ul := &tunnel.UDPListener{
+		Conn: pc,
+		Open: func(ctx context.Context) (tunnel.Stream, uint32, error) {
+			id := ss.nextID.Add(1)
+			if err := ss.control.Send(ctx, proto.NewConnection{Remote: true, ConnID: id, Protocol: proto.UDP}); err != nil {
+				return nil, 0, err
+			}
+			st, err := ss.conn.OpenStreamSync(ctx)
+			if err != nil {
+				return nil, 0, err
+			}
+			if err := proto.WriteStreamHeader(st, id); err != nil {
+				st.CancelWrite(proto.StreamAborted)
+				st.CancelRead(proto.StreamAborted)
+				return nil, 0, err
+			}
+			ss.srv.connsTotal.Add(1)
+			ss.srv.udpFlows.Add(1)
+			return st, id, nil
+		},
+		Closed: func(id uint32, reason proto.CloseReason) {
+			ss.srv.udpFlows.Add(-1)
+			_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
+		},
+		IdleTimeout: ss.srv.cfg.UDPIdleTimeout,
+		MaxFlows:    ss.srv.cfg.UDPMaxFlows,
+		Log:         log,
+	}
+	uctx, cancel := context.WithCancel(ctx)
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		if err := ul.Run(uctx); err != nil {
+			log.Warn("UDP listener failed", "err", err)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			pc.Close()
 			log.Info("remote forward closed")
 		})
 	}
@@ -235,11 +293,6 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 // requested destination.
 func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest) func() {
 	log := ss.log.With("forward", fmt.Sprintf("client %s -> %s/%v", req.LocalSource, req.Destination, req.Protocol))
-	if req.Protocol != proto.TCP {
-		log.Warn("forward refused", "reason", "protocol not supported")
-		ss.respond(ctx, false, proto.StatusInternalError, fmt.Sprintf("%v forwarding is not supported by this server", req.Protocol))
-		return nil
-	}
 	if _, _, err := net.SplitHostPort(req.Destination); err != nil {
 		log.Warn("forward refused", "reason", "bad destination", "err", err)
 		ss.respond(ctx, false, proto.StatusInternalError, fmt.Sprintf("destination %q is not host:port", req.Destination))
@@ -260,7 +313,7 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 			ss.wg.Add(1)
 			go func() {
 				defer ss.wg.Done()
-				ss.relayLocal(ctx, req.Destination, st)
+				ss.relayLocal(ctx, req.Protocol, req.Destination, st)
 			}()
 		}
 	}()
@@ -268,7 +321,7 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 }
 
 // relayLocal connects one client stream to the destination.
-func (ss *session) relayLocal(ctx context.Context, dest string, st *quic.Stream) {
+func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest string, st *quic.Stream) {
 	abort := func(code quic.StreamErrorCode) {
 		st.CancelRead(code)
 		st.CancelWrite(code)
@@ -282,6 +335,21 @@ func (ss *session) relayLocal(ctx context.Context, dest string, st *quic.Stream)
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	log := ss.log.With("conn_id", id)
+	if protocol == proto.UDP {
+		c, err := net.Dial("udp", dest)
+		if err != nil {
+			log.Warn("destination unreachable", "dest", dest, "err", err)
+			abort(proto.StreamRefused)
+			_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+			return
+		}
+		ss.srv.connsTotal.Add(1)
+		ss.srv.udpFlows.Add(1)
+		err = tunnel.RelayUDP(c.(*net.UDPConn), st, ss.srv.cfg.UDPIdleTimeout)
+		ss.srv.udpFlows.Add(-1)
+		log.Debug("UDP flow closed", "err", err)
+		return
+	}
 	d := net.Dialer{Timeout: ss.srv.cfg.DialTimeout}
 	c, err := d.DialContext(ctx, "tcp", dest)
 	if err != nil {

@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/server"
+	"github.com/quicport/quicport/internal/testutil"
+)
+
+// udpEcho echoes every datagram to its sender and records the source
+// addresses it has seen.
+type udpEcho struct {
+	pc      net.PacketConn
+	mu      sync.Mutex
+	sources map[string]int
+}
+
+func startUDPEcho(t *testing.T) *udpEcho {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.(*net.UDPConn).SetReadBuffer(4 << 20)
+	e := &udpEcho{pc: pc, sources: map[string]int{}}
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			e.mu.Lock()
+			e.sources[from.String()]++
+			e.mu.Unlock()
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return e
+}
+
+func (e *udpEcho) addr() string { return e.pc.LocalAddr().String() }
+
+func (e *udpEcho) sourceCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.sources)
+}
+
+// exchange sends one datagram of size n (tagged with source and sequence
+// numbers) and waits for the identical reply, resending on loss.
+func exchange(c *net.UDPConn, src, seq, n int) error {
+	msg := make([]byte, n)
+	rng := rand.NewChaCha8([32]byte{byte(src), byte(seq), byte(seq >> 8)})
+	rng.Read(msg)
+	if n >= 8 {
+		binary.BigEndian.PutUint32(msg, uint32(src))
+		binary.BigEndian.PutUint32(msg[4:], uint32(seq))
+	}
+	buf := make([]byte, 65535)
+	for try := 0; try < 10; try++ {
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			m, err := c.Read(buf)
+			if err != nil {
+				break // timeout: resend
+			}
+			if bytes.Equal(buf[:m], msg) {
+				return nil
+			}
+			if m == n && n >= 8 && binary.BigEndian.Uint32(buf) == uint32(src) && binary.BigEndian.Uint32(buf[4:]) < uint32(seq) {
+				continue // a late duplicate of an earlier exchange
+			}
+			return fmt.Errorf("source %d, datagram %d (%d bytes): reply of %d bytes does not match", src, seq, n, m)
+		}
+	}
+	return fmt.Errorf("source %d, datagram %d (%d bytes): no reply after 10 tries", src, seq, n)
+}
+
+// 50 concurrent sources through one session, datagram sizes from 1 to
+// 65,507 bytes, every reply matched to its request, in both directions.
+func TestUDPForwarding(t *testing.T) {
+	cr := credentials(t)[0]
+	sizes := []int{1, 7, 8, 512, 1200, 1472, 9000, 32768, 65507}
+	for _, m := range modes() {
+		t.Run(m.name, func(t *testing.T) {
+			echo := startUDPEcho(t)
+			srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+			cfg := client.Config{Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t)}
+			if m.remote {
+				cfg.Forward = client.Forward{Remote: true, Source: mustAddr(t, "0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
+			} else {
+				cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
+			}
+			c := testutil.StartClient(t, cfg)
+			entry := ""
+			if m.remote {
+				entry = "127.0.0.1:" + testutil.Port(t, c.Ready.RemoteListen)
+			} else {
+				entry = c.Ready.LocalListen.String()
+			}
+			raddr, _ := net.ResolveUDPAddr("udp", entry)
+			var g errgroup.Group
+			for src := range 50 {
+				g.Go(func() error {
+					conn, err := net.DialUDP("udp", nil, raddr)
+					if err != nil {
+						return err
+					}
+					defer conn.Close()
+					for seq, n := range sizes {
+						if err := exchange(conn, src, seq, n); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if got := echo.sourceCount(); got != 50 {
+				t.Errorf("destination saw %d sources, want one per client source (50)", got)
+			}
+		})
+	}
+}
+
+// A flow ends after the idle timeout: its stream and its socket on the
+// dialing side are freed, and the next datagram from the same source
+// starts a new flow (a new socket, so a new source port at the destination).
+func TestUDPIdleExpiry(t *testing.T) {
+	cr := credentials(t)[0]
+	echo := startUDPEcho(t)
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server, UDPIdleTimeout: 300 * time.Millisecond})
+	c := testutil.StartClient(t, client.Config{
+		Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward:        client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")},
+		UDPIdleTimeout: 300 * time.Millisecond,
+	})
+	raddr, _ := net.ResolveUDPAddr("udp", c.Ready.LocalListen.String())
+	conn, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := exchange(conn, 1, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Stats().UDPFlowsActive; got != 1 {
+		t.Fatalf("server has %d UDP flows, want 1", got)
+	}
+	waitFor(t, func() bool { return srv.Stats().UDPFlowsActive == 0 }, "the idle flow to be freed on the server")
+	if err := exchange(conn, 1, 1, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := echo.sourceCount(); got != 2 {
+		t.Errorf("destination saw %d source sockets, want 2 (the first was closed on expiry)", got)
+	}
+}
+
+// The flow cap refuses new sources (logged, not fatal) and keeps serving
+// the existing ones.
+func TestUDPFlowLimit(t *testing.T) {
+	cr := credentials(t)[0]
+	echo := startUDPEcho(t)
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+	c := testutil.StartClient(t, client.Config{
+		Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward:     client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")},
+		UDPMaxFlows: 2,
+	})
+	raddr, _ := net.ResolveUDPAddr("udp", c.Ready.LocalListen.String())
+	var conns []*net.UDPConn
+	for range 3 {
+		conn, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns = append(conns, conn)
+	}
+	for i := range 2 {
+		if err := exchange(conns[i], i, 0, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conns[2].Write([]byte("third source"))
+	conns[2].SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := conns[2].Read(make([]byte, 100)); err == nil {
+		t.Fatal("a third source got through a cap of 2 flows")
+	}
+	if err := exchange(conns[0], 0, 1, 64); err != nil {
+		t.Fatalf("existing flow after the cap refused a source: %v", err)
+	}
+}

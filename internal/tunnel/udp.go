@@ -1,0 +1,294 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quicport/quicport/internal/proto"
+)
+
+// UDP defaults.
+const (
+	DefaultUDPIdleTimeout = 60 * time.Second
+	DefaultUDPMaxFlows    = 1024
+	// flowQueue bounds the datagrams waiting for one flow's stream; beyond
+	// it datagrams are dropped, as a congested UDP path would.
+	flowQueue = 256
+)
+
+// UDPListener turns datagrams arriving on a socket into virtual
+// connections: one stream per source address, datagrams framed on it, and
+// replies sent back to that source. It serves the side of a UDP forward
+// that listens (the server for remote forwards, the client for local ones).
+type UDPListener struct {
+	// Conn is the listening socket. Run does not close it.
+	Conn *net.UDPConn
+	// Open opens the stream of a new flow (with its header written).
+	Open func(ctx context.Context) (Stream, uint32, error)
+	// Closed, if set, is called when a flow ends.
+	Closed func(id uint32, reason proto.CloseReason)
+	// IdleTimeout ends a flow after silence in both directions
+	// (default 60 s). MaxFlows caps concurrent flows (default 1024).
+	IdleTimeout time.Duration
+	MaxFlows    int
+	Log         *slog.Logger
+
+	mu    sync.Mutex
+	flows map[netip.AddrPort]*flow
+	wg    sync.WaitGroup
+}
+
+// flow is one virtual connection.
+type flow struct {
+	src  netip.AddrPort
+	out  chan []byte
+	last atomic.Int64 // unix nanoseconds of the last datagram either way
+	stop context.CancelFunc
+}
+
+func (f *flow) touch() { f.last.Store(time.Now().UnixNano()) }
+
+// Flows returns the number of live flows.
+func (u *UDPListener) Flows() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.flows)
+}
+
+// Run reads datagrams until ctx ends or the socket fails, then ends every
+// flow and waits for them. To stop it, cancel ctx.
+func (u *UDPListener) Run(ctx context.Context) error {
+	if u.IdleTimeout == 0 {
+		u.IdleTimeout = DefaultUDPIdleTimeout
+	}
+	if u.MaxFlows == 0 {
+		u.MaxFlows = DefaultUDPMaxFlows
+	}
+	if u.Log == nil {
+		u.Log = slog.New(slog.DiscardHandler)
+	}
+	u.flows = make(map[netip.AddrPort]*flow)
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		u.wg.Wait()
+	}()
+	// Unblock the read below when ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = u.Conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		u.expire(ctx)
+	}()
+
+	buf := make([]byte, proto.MaxDatagram)
+	refusedLogged := time.Time{}
+	for {
+		n, src, err := u.Conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				_ = u.Conn.SetReadDeadline(time.Time{})
+				return nil
+			}
+			return err
+		}
+		f, ok := u.flow(ctx, src)
+		if !ok {
+			if time.Since(refusedLogged) > time.Second {
+				u.Log.Warn("UDP flow limit reached; dropping datagrams from new sources", "from", src.String(), "max_flows", u.MaxFlows)
+				refusedLogged = time.Now()
+			}
+			continue
+		}
+		f.touch()
+		select {
+		case f.out <- append([]byte(nil), buf[:n]...):
+		default: // the flow's stream is backed up: drop, as UDP may
+		}
+	}
+}
+
+// flow returns the flow of src, starting one if there is room.
+func (u *UDPListener) flow(ctx context.Context, src netip.AddrPort) (*flow, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.flows[src]; ok {
+		return f, true
+	}
+	if len(u.flows) >= u.MaxFlows {
+		return nil, false
+	}
+	fctx, stop := context.WithCancel(ctx)
+	f := &flow{src: src, out: make(chan []byte, flowQueue), stop: stop}
+	f.touch()
+	u.flows[src] = f
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		u.serve(fctx, f)
+		stop()
+		u.mu.Lock()
+		delete(u.flows, src)
+		u.mu.Unlock()
+	}()
+	return f, true
+}
+
+// serve carries one flow: datagrams from its queue into the stream, and
+// frames from the stream back to the source.
+func (u *UDPListener) serve(ctx context.Context, f *flow) {
+	st, id, err := u.Open(ctx)
+	if err != nil {
+		u.Log.Debug("open UDP flow", "from", f.src.String(), "err", err)
+		return
+	}
+	log := u.Log.With("conn_id", id, "from", f.src.String())
+	log.Debug("UDP flow open")
+	reason := proto.ReasonNormal
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, proto.MaxDatagram)
+		for {
+			n, err := proto.ReadDatagram(st, buf)
+			if err != nil {
+				if errors.Is(err, proto.ErrMalformed) {
+					log.Warn("closing UDP flow", "reason", "protocol error", "err", err)
+				}
+				return
+			}
+			f.touch()
+			_, _ = u.Conn.WriteToUDPAddrPort(buf[:n], f.src)
+		}
+	}()
+	var frame []byte
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			if u.idle(f) {
+				reason = proto.ReasonTimeout
+			}
+			break loop
+		case <-done:
+			break loop
+		case p := <-f.out:
+			frame, _ = proto.AppendDatagram(frame[:0], p)
+			if _, err := st.Write(frame); err != nil {
+				reason = proto.ReasonError
+				break loop
+			}
+		}
+	}
+	st.CancelRead(proto.StreamDone)
+	st.CancelWrite(proto.StreamDone)
+	<-done
+	log.Debug("UDP flow closed", "reason", reason)
+	if u.Closed != nil {
+		u.Closed(id, reason)
+	}
+}
+
+func (u *UDPListener) idle(f *flow) bool {
+	return time.Since(time.Unix(0, f.last.Load())) >= u.IdleTimeout
+}
+
+// expire ends flows that have been silent for IdleTimeout.
+func (u *UDPListener) expire(ctx context.Context) {
+	t := time.NewTicker(max(u.IdleTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		u.mu.Lock()
+		for _, f := range u.flows {
+			if u.idle(f) {
+				f.stop()
+			}
+		}
+		u.mu.Unlock()
+	}
+}
+
+// RelayUDP carries one flow on the dialing side: frames from s are sent on
+// conn (connected to the destination) and datagrams from conn come back as
+// frames. It ends when s ends, conn fails, or both have been silent for
+// idle; then it closes conn and finishes s.
+func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration) error {
+	if idle == 0 {
+		idle = DefaultUDPIdleTimeout
+	}
+	var last atomic.Int64
+	touch := func() { last.Store(time.Now().UnixNano()) }
+	touch()
+	var firstErr error
+	var once sync.Once
+	finish := func(err error) {
+		once.Do(func() {
+			firstErr = err
+			s.CancelRead(proto.StreamDone)
+			s.CancelWrite(proto.StreamDone)
+			conn.Close()
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, proto.MaxDatagram)
+		for {
+			n, err := proto.ReadDatagram(s, buf)
+			if err != nil {
+				if errors.Is(err, proto.ErrMalformed) {
+					finish(err)
+				} else {
+					finish(nil) // the listening side ended the flow
+				}
+				return
+			}
+			touch()
+			if _, err := conn.Write(buf[:n]); err != nil && !errors.Is(err, net.ErrClosed) {
+				// ECONNREFUSED from an earlier datagram and the like:
+				// UDP has no connection to lose; keep going.
+				continue
+			}
+		}
+	}()
+	buf := make([]byte, proto.MaxDatagram)
+	var frame []byte
+	for {
+		_ = conn.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+		n, err := conn.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if time.Since(time.Unix(0, last.Load())) >= idle {
+					finish(nil)
+					break
+				}
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				break
+			}
+			continue // ICMP errors surface as read errors on a connected socket
+		}
+		touch()
+		frame, _ = proto.AppendDatagram(frame[:0], buf[:n])
+		if _, err := s.Write(frame); err != nil {
+			finish(nil)
+			break
+		}
+	}
+	<-done
+	return firstErr
+}
