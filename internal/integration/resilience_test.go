@@ -79,7 +79,7 @@ func TestLocalForwardWaitsForTunnel(t *testing.T) {
 	c := testutil.StartClient(t, client.Config{
 		Server: srv.addr, Auth: cr.client, TOFU: testutil.KnownHosts(t),
 		Forward:   client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
-		Reconnect: true, ReconnectDelay: 100 * time.Millisecond,
+		Reconnect: true, ReconnectDelay: 100 * time.Millisecond, ConnectWait: time.Second,
 		OnReady: func(client.Ready) { ready.Add(1) },
 	})
 	srv.stop()
@@ -102,6 +102,23 @@ func TestLocalForwardWaitsForTunnel(t *testing.T) {
 	if ready.Load() != 2 {
 		t.Errorf("forward established %d times, want 2", ready.Load())
 	}
+
+	// A connection that waits longer than ConnectWait is closed.
+	srv.stop()
+	waitFor(t, func() bool {
+		c, err := net.Dial("tcp", c.Ready.LocalListen.String())
+		if err != nil {
+			t.Fatalf("local listener closed while reconnecting: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		_, err = c.Read(make([]byte, 1))
+		if err == nil {
+			t.Fatal("read data from a connection with no tunnel")
+		}
+		return time.Since(start) >= 900*time.Millisecond
+	}, "a waiting connection to be closed after ConnectWait")
 }
 
 func TestReconnectOffAndMaxAttempts(t *testing.T) {
