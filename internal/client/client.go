@@ -223,19 +223,25 @@ func (c *client) publish(s *session) {
 	}
 }
 
-// waitSession returns the established session, waiting up to d for one.
-func (c *client) waitSession(ctx context.Context, d time.Duration) *session {
-	timer := time.NewTimer(d)
+// waitSession returns the established session, waiting until deadline for
+// one. A session whose connection has died is skipped.
+func (c *client) waitSession(ctx context.Context, deadline time.Time) *session {
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
 		s, ready := c.cur, c.ready
 		c.mu.Unlock()
-		if s != nil {
+		if s != nil && s.conn.Context().Err() == nil {
 			return s
+		}
+		if s != nil {
+			// Dead but not yet unpublished: check again shortly.
+			ready = nil
 		}
 		select {
 		case <-ready:
+		case <-time.After(20 * time.Millisecond):
 		case <-timer.C:
 			return nil
 		case <-ctx.Done():
@@ -257,13 +263,19 @@ func (c *client) acceptLocal(ctx context.Context) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			s := c.waitSession(ctx, c.cfg.ConnectWait)
-			if s == nil {
-				c.log.Warn("no tunnel for a local connection; closing it", "from", conn.RemoteAddr().String(), "waited", c.cfg.ConnectWait)
-				conn.Close()
-				return
+			deadline := time.Now().Add(c.cfg.ConnectWait)
+			for {
+				s := c.waitSession(ctx, deadline)
+				if s == nil {
+					c.log.Warn("no tunnel for a local connection; closing it", "from", conn.RemoteAddr().String(), "waited", c.cfg.ConnectWait.String())
+					conn.Close()
+					return
+				}
+				if s.relayLocal(ctx, conn.(*net.TCPConn)) {
+					return
+				}
+				// The session died before the stream opened: try the next.
 			}
-			s.relayLocal(ctx, conn.(*net.TCPConn))
 		}()
 	}
 }

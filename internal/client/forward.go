@@ -65,35 +65,42 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 	s.relay(ctx, log, id, conn.(*net.TCPConn), st)
 }
 
-// relayLocal carries one local connection (or stdio) to the server.
-func (s *session) relayLocal(ctx context.Context, conn tunnel.Conn) {
-	id := s.nextID.Add(1)
+// relayLocal carries one local connection (or stdio) to the server. It
+// reports false, leaving conn open, when no stream could be opened: the
+// session died, and the caller may try the next one.
+func (s *session) relayLocal(ctx context.Context, conn tunnel.Conn) bool {
+	st, id, err := s.openStream(ctx, proto.TCP)
+	if err != nil {
+		s.log.Debug("open stream", "err", err)
+		return false
+	}
 	log := s.log.With("conn_id", id)
 	if tc, ok := conn.(net.Conn); ok {
 		log = log.With("from", tc.RemoteAddr().String())
 	}
-	if err := s.control.Send(ctx, proto.NewConnection{ConnID: id, Protocol: proto.TCP}); err != nil {
+	if err := s.relay(ctx, log, id, conn, st); err != nil {
 		s.stdioFailed.Store(true)
-		conn.Close()
-		return
+	}
+	return true
+}
+
+// openStream announces a new local connection or UDP flow and opens its
+// stream, header written.
+func (s *session) openStream(ctx context.Context, protocol proto.Protocol) (*quic.Stream, uint32, error) {
+	id := s.nextID.Add(1)
+	if err := s.control.Send(ctx, proto.NewConnection{ConnID: id, Protocol: protocol}); err != nil {
+		return nil, 0, err
 	}
 	st, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
-		log.Debug("open stream", "err", err)
-		s.stdioFailed.Store(true)
-		conn.Close()
-		return
+		return nil, 0, err
 	}
 	if err := proto.WriteStreamHeader(st, id); err != nil {
 		st.CancelRead(proto.StreamAborted)
 		st.CancelWrite(proto.StreamAborted)
-		s.stdioFailed.Store(true)
-		conn.Close()
-		return
+		return nil, 0, err
 	}
-	if err := s.relay(ctx, log, id, conn, st); err != nil {
-		s.stdioFailed.Store(true)
-	}
+	return st, id, nil
 }
 
 func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn tunnel.Conn, st *quic.Stream) error {
@@ -110,17 +117,8 @@ func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn t
 
 // openUDPFlow opens the stream of a new local UDP flow.
 func (s *session) openUDPFlow(ctx context.Context) (tunnel.Stream, uint32, error) {
-	id := s.nextID.Add(1)
-	if err := s.control.Send(ctx, proto.NewConnection{ConnID: id, Protocol: proto.UDP}); err != nil {
-		return nil, 0, err
-	}
-	st, err := s.conn.OpenStreamSync(ctx)
+	st, id, err := s.openStream(ctx, proto.UDP)
 	if err != nil {
-		return nil, 0, err
-	}
-	if err := proto.WriteStreamHeader(st, id); err != nil {
-		st.CancelRead(proto.StreamAborted)
-		st.CancelWrite(proto.StreamAborted)
 		return nil, 0, err
 	}
 	return st, id, nil

@@ -124,7 +124,10 @@ func (s *session) serve(ctx context.Context) error {
 		go func() {
 			defer s.wg.Done()
 			defer close(stdioDone)
-			s.relayLocal(connCtx, st)
+			if !s.relayLocal(connCtx, st) {
+				s.stdioFailed.Store(true)
+				st.Close()
+			}
 		}()
 	}
 	readErr := make(chan error, 1)

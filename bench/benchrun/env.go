@@ -1,0 +1,456 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/proto"
+	"github.com/quicport/quicport/internal/tlsid"
+)
+
+// env holds what every path shares: binaries, the quicport server, sshd.
+type env struct {
+	dir      string
+	quicport string
+	rawquic  string
+	psk      string
+	procs    []*exec.Cmd
+
+	qpServer  string // quicport server address
+	qpPID     int
+	sshPort   int
+	sshKey    string
+	sshUser   string
+	sshClosed bool
+}
+
+func newEnv() (*env, error) {
+	dir, err := os.MkdirTemp("", "quicport-bench")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, psk: filepath.Join(dir, "psk")}
+	for _, need := range []string{"iperf3", "ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(need); err != nil {
+			return nil, fmt.Errorf("%s not found: apt-get install iperf3 openssh-client openssh-server", need)
+		}
+	}
+	progress("building quicport and rawquic")
+	e.quicport = filepath.Join(dir, "quicport")
+	e.rawquic = filepath.Join(dir, "rawquic")
+	for bin, pkg := range map[string]string{e.quicport: "./cmd/quicport", e.rawquic: "./bench/rawquic"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	if err := os.WriteFile(e.psk, []byte("benchmark-psk-0123456789abcdef\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := e.startQuicportServer(); err != nil {
+		return nil, err
+	}
+	if err := e.startSSHD(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	for _, c := range e.procs {
+		c.Process.Kill()
+		c.Wait()
+	}
+	os.RemoveAll(e.dir)
+}
+
+func (e *env) quicportEnv() []string {
+	return append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(e.dir, "config"), "XDG_DATA_HOME="+filepath.Join(e.dir, "data"))
+}
+
+// start runs a long-lived helper process owned by the env.
+func (e *env) start(name string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = e.quicportEnv()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	e.procs = append(e.procs, cmd)
+	return cmd, nil
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitTCP(addr string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s does not accept connections", addr)
+}
+
+func (e *env) startQuicportServer() error {
+	port := freePort()
+	e.qpServer = fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(e.quicport, "--log-level", "warn", "server", "--listen", e.qpServer, "--psk-file", e.psk)
+	cmd.Env = e.quicportEnv()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.procs = append(e.procs, cmd)
+	e.qpPID = cmd.Process.Pid
+	time.Sleep(300 * time.Millisecond)
+	return nil
+}
+
+func (e *env) quicportPath(name string, remote bool) *path {
+	p := &path{name: name}
+	p.setup = func(dest string) (string, error) {
+		port := freePort()
+		entry := fmt.Sprintf("127.0.0.1:%d", port)
+		args := []string{"--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host"}
+		if remote {
+			args = append(args, "-r", strconv.Itoa(port), "-l", dest)
+		} else {
+			args = append(args, "-L", entry, "-R", dest)
+		}
+		cmd := exec.Command(e.quicport, args...)
+		cmd.Env = e.quicportEnv()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return "", err
+		}
+		p.procs = append(p.procs, cmd)
+		return entry, waitTCP(entry)
+	}
+	return p
+}
+
+func (e *env) rawQUIC() *path {
+	p := &path{name: "raw quic-go"}
+	p.setup = func(dest string) (string, error) {
+		qaddr := fmt.Sprintf("127.0.0.1:%d", freePort())
+		entry := fmt.Sprintf("127.0.0.1:%d", freePort())
+		srv := exec.Command(e.rawquic, "server", "-quic", qaddr, "-dest", dest)
+		if err := srv.Start(); err != nil {
+			return "", err
+		}
+		p.procs = append(p.procs, srv)
+		time.Sleep(200 * time.Millisecond)
+		cl := exec.Command(e.rawquic, "client", "-quic", qaddr, "-listen", entry)
+		if err := cl.Start(); err != nil {
+			return "", err
+		}
+		p.procs = append(p.procs, cl)
+		return entry, waitTCP(entry)
+	}
+	return p
+}
+
+// startSSHD starts a throwaway OpenSSH server on loopback for the ssh rows.
+func (e *env) startSSHD() error {
+	sshd := "/usr/sbin/sshd"
+	if p, err := exec.LookPath("sshd"); err == nil {
+		sshd = p
+	}
+	dir := filepath.Join(e.dir, "ssh")
+	os.MkdirAll(dir, 0o700)
+	for _, k := range []string{"host", "user"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
+			return fmt.Errorf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "user.pub"))
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
+	if os.Geteuid() == 0 {
+		os.MkdirAll("/run/sshd", 0o755)
+	}
+	e.sshPort = freePort()
+	cfg := fmt.Sprintf("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile %s\nAuthorizedKeysFile %s\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\nLogLevel ERROR\n",
+		e.sshPort, filepath.Join(dir, "host"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"))
+	cfgPath := filepath.Join(dir, "sshd_config")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	if _, err := e.start(sshd, "-D", "-e", "-f", cfgPath); err != nil {
+		return fmt.Errorf("sshd: %w", err)
+	}
+	e.sshKey = filepath.Join(dir, "user")
+	u, err := user.Current()
+	if err != nil {
+		return err
+	}
+	e.sshUser = u.Username
+	return waitTCP(fmt.Sprintf("127.0.0.1:%d", e.sshPort))
+}
+
+func (e *env) ssh(name, flag, cipher string) *path {
+	p := &path{name: name}
+	p.setup = func(dest string) (string, error) {
+		port := freePort()
+		entry := fmt.Sprintf("127.0.0.1:%d", port)
+		args := []string{"-N", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+			"-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes", "-i", e.sshKey, "-p", strconv.Itoa(e.sshPort)}
+		if cipher != "" {
+			args = append(args, "-c", cipher)
+		}
+		args = append(args, flag, fmt.Sprintf("127.0.0.1:%d:%s", port, dest), e.sshUser+"@127.0.0.1")
+		cmd := exec.Command("ssh", args...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return "", err
+		}
+		p.procs = append(p.procs, cmd)
+		return entry, waitTCP(entry)
+	}
+	return p
+}
+
+func (e *env) iperfServer() (string, error) {
+	port := freePort()
+	if _, err := e.start("iperf3", "-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)); err != nil {
+		return "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return addr, waitTCP(addr)
+}
+
+func echoServer() (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.(*net.TCPConn).SetNoDelay(true)
+				io.Copy(c, c)
+				c.Close()
+			}()
+		}
+	}()
+	return ln, nil
+}
+
+// udpTable offers UDP at increasing rates, directly and through a quicport
+// local UDP forward (with a TCP forward beside it for iperf3's control
+// connection), and reports what arrived.
+func (e *env) udpTable(o options, iperf string) (string, error) {
+	port := freePort()
+	entry := fmt.Sprintf("127.0.0.1:%d", port)
+	var procs []*exec.Cmd
+	defer func() {
+		for _, c := range procs {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}()
+	for _, proto := range []string{"tcp", "udp"} {
+		cmd := exec.Command(e.quicport, "--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host",
+			"-L", entry+"/"+proto, "-R", iperf+"/"+proto)
+		cmd.Env = e.quicportEnv()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return "", err
+		}
+		procs = append(procs, cmd)
+	}
+	if err := waitTCP(entry); err != nil {
+		return "", err
+	}
+	time.Sleep(300 * time.Millisecond)
+	var b strings.Builder
+	b.WriteString("### UDP (iperf3 -u, 1,200-byte datagrams): delivered Mbit/s and loss\n\n| offered | direct | quicport LPF |\n|---|---|---|\n")
+	for _, rate := range o.udpRates {
+		fmt.Fprintf(&b, "| %s |", rate)
+		for _, target := range []string{iperf, entry} {
+			var got, loss []float64
+			for range o.runs {
+				bps, lost, err := iperfUDP(target, o.duration, rate)
+				if err != nil {
+					progress("udp %s via %s: %v", rate, target, err)
+					continue
+				}
+				got, loss = append(got, bps/1e6), append(loss, lost)
+			}
+			fmt.Fprintf(&b, " %.0f (%.2f%% lost) |", median(got), median(loss))
+		}
+		b.WriteString("\n")
+		progress("udp %s done", rate)
+	}
+	b.WriteString("\n")
+	return b.String(), nil
+}
+
+func iperfUDP(entry string, d time.Duration, rate string) (bps, lossPct float64, err error) {
+	host, port, _ := net.SplitHostPort(entry)
+	out, err := exec.Command("iperf3", "-c", host, "-p", port, "-u", "-b", rate, "-l", "1200", "-t", fmt.Sprint(d.Seconds()), "-J").Output()
+	var r struct {
+		End struct {
+			Sum struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+				LostPercent   float64 `json:"lost_percent"`
+			} `json:"sum"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if jerr := json.Unmarshal(out, &r); jerr != nil {
+		return 0, 0, fmt.Errorf("iperf3 -u: %v (%v)", err, jerr)
+	}
+	if r.Error != "" {
+		return 0, 0, errors.New(r.Error)
+	}
+	// The receiver's view: offered rate minus what was lost.
+	return r.End.Sum.BitsPerSecond * (1 - r.End.Sum.LostPercent/100), r.End.Sum.LostPercent, nil
+}
+
+// scaleTable holds many idle tunneled connections through one quicport
+// session and many sessions on one server, and reports memory per
+// connection and per session.
+func (e *env) scaleTable(o options, echo string) (string, error) {
+	port := freePort()
+	entry := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(e.quicport, "--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host", "-L", entry, "-R", echo)
+	cmd.Env = e.quicportEnv()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if err := waitTCP(entry); err != nil {
+		return "", err
+	}
+	time.Sleep(500 * time.Millisecond)
+	cBase, sBase := rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)
+	progress("scale: opening %d connections", o.scale)
+	conns := make([]net.Conn, 0, o.scale)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	msg := []byte("x")
+	for i := range o.scale {
+		c, err := net.Dial("tcp", entry)
+		if err != nil {
+			return "", fmt.Errorf("connection %d: %w", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// Every connection exchanges one message, all at once.
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			b := make([]byte, 1)
+			if _, err := c.Write(msg); err != nil {
+				failed.Store(i, err)
+				return
+			}
+			if _, err := io.ReadFull(c, b); err != nil {
+				failed.Store(i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	nFailed := 0
+	failed.Range(func(any, any) bool { nFailed++; return true })
+	time.Sleep(time.Second)
+	cPeak, sPeak := rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	time.Sleep(3 * time.Second)
+	cAfter, sAfter := rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)
+	perConn := func(peak, base int) float64 { return float64(peak-base) / float64(o.scale) }
+
+	sessPer, sessErr := e.sessions(o.sessions, echo)
+	var b strings.Builder
+	b.WriteString("### Scale (quicport LPF, one session)\n\n| connections | failed | client KiB/conn | server KiB/conn | client RSS before / held / after close (MiB) | server RSS before / held / after close (MiB) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f |\n\n", o.scale, nFailed,
+		perConn(cPeak, cBase), perConn(sPeak, sBase),
+		mib(cBase), mib(cPeak), mib(cAfter), mib(sBase), mib(sPeak), mib(sAfter))
+	if sessErr != nil {
+		fmt.Fprintf(&b, "Sessions: %v\n\n", sessErr)
+	} else {
+		fmt.Fprintf(&b, "%d client sessions on one server: %.1f KiB of server RSS per session.\n\n", o.sessions, sessPer)
+	}
+	return b.String(), nil
+}
+
+func mib(kib int) float64 { return float64(kib) / 1024 }
+
+// sessions opens n client sessions (in this process) to the server and
+// returns the server's RSS growth per session.
+func (e *env) sessions(n int, echo string) (float64, error) {
+	psk, err := auth.ReadSecretFile(e.psk)
+	if err != nil {
+		return 0, err
+	}
+	dest, _ := proto.ParseAddr(echo, true, false)
+	base := rssKiB(e.qpPID)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	ready := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src, _ := proto.ParseAddr("127.0.0.1:0", true, true)
+			var once sync.Once
+			err := client.Run(ctx, client.Config{
+				Server: e.qpServer, Auth: auth.ClientConfig{PSK: auth.PSK(psk)}, Insecure: true,
+				TOFU:    tlsid.TOFU{Out: io.Discard},
+				Forward: client.Forward{Source: src, Dest: dest},
+				OnReady: func(client.Ready) { once.Do(func() { ready <- nil }) },
+			})
+			once.Do(func() { ready <- err })
+		}()
+	}
+	var firstErr error
+	for range n {
+		if err := <-ready; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	time.Sleep(time.Second)
+	peak := rssKiB(e.qpPID)
+	cancel()
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(peak-base) / float64(n), nil
+}

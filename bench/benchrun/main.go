@@ -1,0 +1,455 @@
+// Command benchrun measures quicport against a direct connection, OpenSSH
+// port forwarding and a bare quic-go forwarder, all on loopback in one
+// invocation, and prints the results as markdown with ratios to the direct
+// baseline and to `ssh -L`. bench/run is its entry point.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	runs     int
+	duration time.Duration
+	pings    int
+	setups   int
+	scale    int
+	sessions int
+	udpRates []string
+	out      string
+	only     map[string]bool
+}
+
+func main() {
+	var o options
+	smoke := flag.Bool("smoke", false, "smallest configuration (seconds): proves the harness works, measures nothing useful")
+	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,scale,udp,slow (default all)")
+	flag.IntVar(&o.runs, "runs", 3, "runs per measurement; the table shows medians")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each throughput run")
+	flag.IntVar(&o.pings, "pings", 2000, "ping-pongs per latency run")
+	flag.IntVar(&o.setups, "setups", 1000, "sequential connections per setup run")
+	flag.IntVar(&o.scale, "scale", 10000, "concurrent idle connections in the scale scenario")
+	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
+	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
+	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
+	flag.Parse()
+	if *smoke {
+		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions = 1, time.Second, 50, 20, 200, 10
+		*rates = "50M"
+	}
+	o.udpRates = strings.Split(*rates, ",")
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			o.only[s] = true
+		}
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+}
+
+func (o options) want(s string) bool { return o.only == nil || o.only[s] }
+
+func run(o options) error {
+	raiseFDLimit()
+	env, err := newEnv()
+	if err != nil {
+		return err
+	}
+	defer env.close()
+
+	var md strings.Builder
+	fmt.Fprintf(&md, "Run %s on %s: %d CPUs, kernel %s, %s. Medians of %d runs; %s per throughput run.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostname(), runtime.NumCPU(), kernel(), runtime.Version(), o.runs, o.duration)
+
+	iperf, err := env.iperfServer()
+	if err != nil {
+		return err
+	}
+	echo, err := echoServer()
+	if err != nil {
+		return err
+	}
+	defer echo.Close()
+	echoAddr := echo.Addr().String()
+
+	paths := []*path{
+		direct(),
+		env.quicportPath("quicport LPF", false),
+		env.quicportPath("quicport RPF", true),
+		env.ssh("ssh -L", "-L", ""),
+		env.ssh("ssh -L aes128-gcm", "-L", "aes128-gcm@openssh.com"),
+		env.ssh("ssh -R", "-R", ""),
+		env.rawQUIC(),
+	}
+	for _, p := range paths {
+		progress("setting up %s", p.name)
+		if p.iperf, err = p.setup(iperf); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		if p.echo, err = p.setup(echoAddr); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	defer func() {
+		for _, p := range paths {
+			p.close()
+		}
+	}()
+
+	if o.want("bulk") {
+		md.WriteString(bulkTable(o, paths))
+	}
+	if o.want("latency") || o.want("setup") {
+		md.WriteString(latencyTable(o, paths))
+	}
+	if o.want("slow") {
+		md.WriteString(slowConsumer(o, paths[1]))
+	}
+	if o.want("udp") {
+		t, err := env.udpTable(o, iperf)
+		if err != nil {
+			return err
+		}
+		md.WriteString(t)
+	}
+	if o.want("scale") {
+		t, err := env.scaleTable(o, echoAddr)
+		if err != nil {
+			return err
+		}
+		md.WriteString(t)
+	}
+	fmt.Print(md.String())
+	if o.out != "" {
+		return os.WriteFile(o.out, []byte(md.String()), 0o644)
+	}
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchrun: "+format+"\n", args...)
+}
+
+// path is one way from an entry address to a destination.
+type path struct {
+	name        string
+	setup       func(dest string) (entry string, err error)
+	iperf, echo string
+	procs       []*exec.Cmd
+	closers     []func()
+}
+
+func (p *path) close() {
+	for _, c := range p.closers {
+		c()
+	}
+	for _, c := range p.procs {
+		c.Process.Kill()
+		c.Wait()
+	}
+}
+
+func direct() *path {
+	return &path{name: "direct", setup: func(dest string) (string, error) { return dest, nil }}
+}
+
+// iperf3 runs one iperf3 client test and returns the received bit rate.
+func iperf3(entry string, d time.Duration, args ...string) (float64, error) {
+	host, port, _ := net.SplitHostPort(entry)
+	a := append([]string{"-c", host, "-p", port, "-t", fmt.Sprint(d.Seconds()), "-J"}, args...)
+	out, err := exec.Command("iperf3", a...).Output()
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if jerr := json.Unmarshal(out, &r); jerr != nil {
+		return 0, fmt.Errorf("iperf3 %v: %v (%v)", a, err, jerr)
+	}
+	if r.Error != "" {
+		return 0, fmt.Errorf("iperf3 %v: %s", a, r.Error)
+	}
+	return r.End.SumReceived.BitsPerSecond, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func bulkTable(o options, paths []*path) string {
+	cases := []struct {
+		name string
+		args []string
+	}{{"1 conn, up", nil}, {"1 conn, down", []string{"-R"}}, {"8 conns, up", []string{"-P", "8"}}}
+	res := map[string][]float64{} // path -> median Gbit/s per case
+	for _, p := range paths {
+		for _, c := range cases {
+			var xs []float64
+			for range o.runs {
+				bps, err := iperf3(p.iperf, o.duration, c.args...)
+				if err != nil {
+					progress("%s %s: %v", p.name, c.name, err)
+					continue
+				}
+				xs = append(xs, bps/1e9)
+			}
+			res[p.name] = append(res[p.name], median(xs))
+			progress("%s, %s: %.2f Gbit/s", p.name, c.name, median(xs))
+		}
+	}
+	var b strings.Builder
+	b.WriteString("### Throughput (iperf3, Gbit/s; ratio to direct / to ssh -L)\n\n| path |")
+	for _, c := range cases {
+		fmt.Fprintf(&b, " %s |", c.name)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(cases)) + "\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "| %s |", p.name)
+		for i := range cases {
+			v := res[p.name][i]
+			fmt.Fprintf(&b, " %.2f (%s / %s) |", v, ratio(v, res["direct"][i]), ratio(v, res["ssh -L"][i]))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// pingPong measures n round trips of 64 bytes on one connection.
+func pingPong(entry string, n int) ([]time.Duration, error) {
+	c, err := net.DialTimeout("tcp", entry, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetNoDelay(true)
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	rtts := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return nil, err
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	return rtts, nil
+}
+
+// setups measures n sequential connections: connect, one byte out, its echo back.
+func setups(entry string, n int) ([]time.Duration, error) {
+	var out []time.Duration
+	b := make([]byte, 1)
+	for range n {
+		start := time.Now()
+		c, err := net.DialTimeout("tcp", entry, 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(b); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			c.Close()
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+		c.Close()
+	}
+	return out, nil
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// bulkLoad pushes data through entry (an echo path) and discards the echo
+// until ctx ends.
+func bulkLoad(ctx context.Context, entry string) {
+	c, err := net.Dial("tcp", entry)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	go io.Copy(io.Discard, c)
+	buf := make([]byte, 64<<10)
+	go func() { <-ctx.Done(); c.Close() }()
+	for ctx.Err() == nil {
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+func latencyTable(o options, paths []*path) string {
+	type row struct{ idle50, idle99, bulk50, bulk99, set50, set99 float64 }
+	rows := map[string]row{}
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	for _, p := range paths {
+		var r [6][]float64
+		for range o.runs {
+			if rtts, err := pingPong(p.echo, o.pings); err == nil {
+				r[0], r[1] = append(r[0], us(pct(rtts, 0.5))), append(r[1], us(pct(rtts, 0.99)))
+			} else {
+				progress("%s ping: %v", p.name, err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			go bulkLoad(ctx, p.echo)
+			time.Sleep(200 * time.Millisecond)
+			rtts, err := pingPong(p.echo, o.pings)
+			cancel()
+			if err == nil {
+				r[2], r[3] = append(r[2], us(pct(rtts, 0.5))), append(r[3], us(pct(rtts, 0.99)))
+			} else {
+				progress("%s ping under load: %v", p.name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if ds, err := setups(p.echo, o.setups); err == nil {
+				r[4], r[5] = append(r[4], us(pct(ds, 0.5))), append(r[5], us(pct(ds, 0.99)))
+			} else {
+				progress("%s setup: %v", p.name, err)
+			}
+		}
+		rows[p.name] = row{median(r[0]), median(r[1]), median(r[2]), median(r[3]), median(r[4]), median(r[5])}
+		progress("%s latency: %+v", p.name, rows[p.name])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Latency (µs): 64-byte round trip (%d per run), idle and with a bulk transfer on the same tunnel; connection setup (%d sequential connect + 1-byte echo)\n\n", o.pings, o.setups)
+	b.WriteString("| path | rtt p50 | rtt p99 | p50 overhead vs direct | rtt p50 under bulk | rtt p99 under bulk | setup p50 | setup p99 |\n|---|---|---|---|---|---|---|---|\n")
+	d := rows["direct"]
+	for _, p := range paths {
+		r := rows[p.name]
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %+.0f | %.0f | %.0f | %.0f | %.0f |\n", p.name, r.idle50, r.idle99, r.idle50-d.idle50, r.bulk50, r.bulk99, r.set50, r.set99)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// slowConsumer measures echo throughput on one connection of a quicport
+// tunnel, alone and while another connection of the same tunnel has a
+// reader that stopped reading.
+func slowConsumer(o options, p *path) string {
+	measure := func() float64 {
+		const size = 64 << 20
+		c, err := net.Dial("tcp", p.echo)
+		if err != nil {
+			return 0
+		}
+		defer c.Close()
+		start := time.Now()
+		go func() {
+			buf := make([]byte, 64<<10)
+			for sent := 0; sent < size; sent += len(buf) {
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		if _, err := io.CopyN(io.Discard, c, size); err != nil {
+			return 0
+		}
+		return size * 8 / time.Since(start).Seconds() / 1e9
+	}
+	var alone, stalled []float64
+	for range o.runs {
+		alone = append(alone, measure())
+		// A connection that writes and never reads its echo: the echo
+		// server blocks, and this stream's flow-control window fills.
+		s, err := net.Dial("tcp", p.echo)
+		if err == nil {
+			s.SetWriteDeadline(time.Now().Add(o.duration))
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := s.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			time.Sleep(500 * time.Millisecond)
+			stalled = append(stalled, measure())
+			s.Close()
+		}
+	}
+	a, s := median(alone), median(stalled)
+	progress("slow consumer: alone %.2f, with a stalled connection %.2f Gbit/s", a, s)
+	return fmt.Sprintf("### One slow consumer (%s, echo of 64 MiB, Gbit/s)\n\n| alone | with a stalled connection on the same tunnel | ratio |\n|---|---|---|\n| %.2f | %.2f | %s |\n\n", p.name, a, s, ratio(s, a))
+}
+
+func raiseFDLimit() {
+	var r syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r) == nil {
+		r.Cur = max(r.Cur, min(r.Max, 1<<20))
+		if os.Geteuid() == 0 && r.Max < 1<<20 {
+			r.Max, r.Cur = 1<<20, 1<<20
+		}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+	}
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+// rssKiB returns the resident set size of a process.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			var kb int
+			fmt.Sscanf(strings.TrimPrefix(l, "VmRSS:"), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}
