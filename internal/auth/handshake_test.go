@@ -167,3 +167,36 @@ func FuzzClient(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkHandshake(b *testing.B) {
+	serverKey, clientKey := mustKey(b), mustKey(b)
+	psk := PSK("benchmark-psk")
+	binding := make([]byte, BindingSize)
+	cases := []struct {
+		name string
+		sc   ServerConfig
+		cc   ClientConfig
+	}{
+		{"psk", ServerConfig{PSK: psk}, ClientConfig{PSK: psk}},
+		{"x25519", ServerConfig{PrivateKey: serverKey, AuthorizedKeys: []AuthorizedKey{{Key: clientKey.Public()}}},
+			ClientConfig{PrivateKey: clientKey, ServerKey: serverKey.Public()}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				s, cl := net.Pipe()
+				errc := make(chan error, 1)
+				go func() { _, err := Server(s, binding, c.sc); errc <- err }()
+				if err := Client(cl, binding, c.cc); err != nil {
+					b.Fatal(err)
+				}
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+				cl.Close()
+			}
+		})
+	}
+}

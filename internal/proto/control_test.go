@@ -128,3 +128,18 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkControlRoundTrip(b *testing.B) {
+	msg := NewConnection{Remote: true, ConnID: 42, Protocol: TCP}
+	buf := make([]byte, 0, 64)
+	var rd bytes.Reader
+	r := NewReader(&rd)
+	b.ReportAllocs()
+	for range b.N {
+		enc, _ := Append(buf[:0], msg)
+		rd.Reset(enc)
+		if _, err := r.Read(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
