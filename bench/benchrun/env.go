@@ -117,9 +117,11 @@ func waitTCP(addr string) error {
 func (e *env) startQuicportServer() error {
 	port := freePort()
 	e.qpServer = fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(e.quicport, "--log-level", "warn", "server", "--listen", e.qpServer, "--psk-file", e.psk)
+	// The scale scenario opens 10,000 connections as fast as it can: lift
+	// the per-session connection rate limit, which is not what is measured.
+	cmd := exec.Command(e.quicport, "--log-level", "warn", "server", "--listen", e.qpServer, "--psk-file", e.psk, "--conn-rate", "1000000")
 	cmd.Env = e.quicportEnv()
-	cmd.Stderr = os.Stderr
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -142,7 +144,7 @@ func (e *env) quicportPath(name string, remote bool) *path {
 		}
 		cmd := exec.Command(e.quicport, args...)
 		cmd.Env = e.quicportEnv()
-		cmd.Stderr = os.Stderr
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return "", err
 		}
@@ -220,7 +222,7 @@ func (e *env) ssh(name, flag, cipher string) *path {
 		}
 		args = append(args, flag, fmt.Sprintf("127.0.0.1:%d:%s", port, dest), e.sshUser+"@127.0.0.1")
 		cmd := exec.Command("ssh", args...)
-		cmd.Stderr = os.Stderr
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return "", err
 		}
@@ -244,20 +246,27 @@ func echoServer() (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				c.(*net.TCPConn).SetNoDelay(true)
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
+	go serveEchoOn(ln)
 	return ln, nil
+}
+
+func serveEchoOn(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			progress("echo server: %v", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go func() {
+			c.(*net.TCPConn).SetNoDelay(true)
+			io.Copy(c, c)
+			c.Close()
+		}()
+	}
 }
 
 // udpTable offers UDP at increasing rates, directly and through a quicport
@@ -277,7 +286,7 @@ func (e *env) udpTable(o options, iperf string) (string, error) {
 		cmd := exec.Command(e.quicport, "--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host",
 			"-L", entry+"/"+proto, "-R", iperf+"/"+proto)
 		cmd.Env = e.quicportEnv()
-		cmd.Stderr = os.Stderr
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return "", err
 		}
@@ -335,12 +344,25 @@ func iperfUDP(entry string, d time.Duration, rate string) (bps, lossPct float64,
 // scaleTable holds many idle tunneled connections through one quicport
 // session and many sessions on one server, and reports memory per
 // connection and per session.
-func (e *env) scaleTable(o options, echo string) (string, error) {
+func (e *env) scaleTable(o options) (string, error) {
+	// The echo server runs in its own process: this one holds the client
+	// ends of the connections, and each process has its own fd limit.
+	echo := fmt.Sprintf("127.0.0.1:%d", freePort())
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if _, err := e.start(self, "-serve-echo", echo); err != nil {
+		return "", err
+	}
+	if err := waitTCP(echo); err != nil {
+		return "", err
+	}
 	port := freePort()
 	entry := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(e.quicport, "--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host", "-L", entry, "-R", echo)
 	cmd.Env = e.quicportEnv()
-	cmd.Stderr = os.Stderr
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
@@ -364,6 +386,16 @@ func (e *env) scaleTable(o options, echo string) (string, error) {
 			return "", fmt.Errorf("connection %d: %w", i, err)
 		}
 		conns = append(conns, c)
+		// One exchange now, so each connection is established end to end
+		// (and the far side's listen backlog is not flooded with 10,000
+		// dials at once); they then sit idle.
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(msg); err != nil {
+			return "", fmt.Errorf("connection %d: %w", i, err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			return "", fmt.Errorf("connection %d: %w", i, err)
+		}
 	}
 	// Every connection exchanges one message, all at once.
 	var wg sync.WaitGroup
@@ -385,7 +417,13 @@ func (e *env) scaleTable(o options, echo string) (string, error) {
 	}
 	wg.Wait()
 	nFailed := 0
-	failed.Range(func(any, any) bool { nFailed++; return true })
+	failed.Range(func(k, v any) bool {
+		if nFailed == 0 {
+			progress("scale: connection %v failed: %v", k, v)
+		}
+		nFailed++
+		return true
+	})
 	time.Sleep(time.Second)
 	cPeak, sPeak := rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)
 	for _, c := range conns {

@@ -44,8 +44,19 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 10000, "concurrent idle connections in the scale scenario")
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
+	serveEcho := flag.String("serve-echo", "", "internal: run a TCP echo server on this address (a child process for the scale scenario, with its own fd limit)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
 	flag.Parse()
+	if *serveEcho != "" {
+		raiseFDLimit()
+		ln, err := net.Listen("tcp", *serveEcho)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		serveEchoOn(ln)
+		return
+	}
 	if *smoke {
 		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions = 1, time.Second, 50, 20, 200, 10
 		*rates = "50M"
@@ -73,7 +84,7 @@ func run(o options) error {
 	}
 	defer env.close()
 
-	var md strings.Builder
+	var md section
 	fmt.Fprintf(&md, "Run %s on %s: %d CPUs, kernel %s, %s. Medians of %d runs; %s per throughput run.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostname(), runtime.NumCPU(), kernel(), runtime.Version(), o.runs, o.duration)
 
@@ -112,34 +123,48 @@ func run(o options) error {
 		}
 	}()
 
+	md.flush()
 	if o.want("bulk") {
-		md.WriteString(bulkTable(o, paths))
+		md.add(bulkTable(o, paths))
 	}
 	if o.want("latency") || o.want("setup") {
-		md.WriteString(latencyTable(o, paths))
+		md.add(latencyTable(o, paths))
 	}
 	if o.want("slow") {
-		md.WriteString(slowConsumer(o, paths[1]))
+		md.add(slowConsumer(o, paths[1]))
 	}
 	if o.want("udp") {
 		t, err := env.udpTable(o, iperf)
 		if err != nil {
 			return err
 		}
-		md.WriteString(t)
+		md.add(t)
 	}
 	if o.want("scale") {
-		t, err := env.scaleTable(o, echoAddr)
+		t, err := env.scaleTable(o)
 		if err != nil {
 			return err
 		}
-		md.WriteString(t)
+		md.add(t)
 	}
-	fmt.Print(md.String())
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(md.String()), 0o644)
 	}
 	return nil
+}
+
+// section collects the markdown and prints each table as soon as it is
+// done, so a long run that fails late still shows what it measured.
+type section struct {
+	strings.Builder
+	printed int
+}
+
+func (s *section) add(t string) { s.WriteString(t); s.flush() }
+
+func (s *section) flush() {
+	fmt.Print(s.String()[s.printed:])
+	s.printed = s.Len()
 }
 
 func progress(format string, args ...any) {
@@ -170,7 +195,19 @@ func direct() *path {
 }
 
 // iperf3 runs one iperf3 client test and returns the received bit rate.
+// The iperf3 server takes one test at a time and may still be finishing the
+// previous one: "busy" is retried.
 func iperf3(entry string, d time.Duration, args ...string) (float64, error) {
+	for try := 0; ; try++ {
+		bps, err := iperf3Once(entry, d, args...)
+		if err == nil || try == 5 || !strings.Contains(err.Error(), "busy") {
+			return bps, err
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func iperf3Once(entry string, d time.Duration, args ...string) (float64, error) {
 	host, port, _ := net.SplitHostPort(entry)
 	a := append([]string{"-c", host, "-p", port, "-t", fmt.Sprint(d.Seconds()), "-J"}, args...)
 	out, err := exec.Command("iperf3", a...).Output()

@@ -20,6 +20,7 @@ type Method int
 const (
 	MethodPSK Method = iota + 1
 	MethodX25519
+	MethodMTLS
 )
 
 func (m Method) String() string {
@@ -28,6 +29,8 @@ func (m Method) String() string {
 		return "psk"
 	case MethodX25519:
 		return "x25519"
+	case MethodMTLS:
+		return "mtls"
 	}
 	return "unknown"
 }
@@ -85,6 +88,9 @@ type ServerConfig struct {
 	// PrivateKey and AuthorizedKeys select X25519 authentication.
 	PrivateKey     PrivateKey
 	AuthorizedKeys []AuthorizedKey
+	// MTLS says that TLS requires and verifies client certificates. Alone
+	// (no PSK, no key) it is the method; with one of them, both apply.
+	MTLS bool
 	// Window bounds the clock difference of PSK clients (0 means 30 s).
 	Window time.Duration
 	// Now returns the current time (nil means time.Now).
@@ -94,6 +100,9 @@ type ServerConfig struct {
 // ClientConfig holds the client's credentials. Exactly one of PSK and
 // PrivateKey is set; with PrivateKey, ServerKey is the pinned server key.
 type ClientConfig struct {
+	// MTLS, without PSK or PrivateKey, authenticates with the client
+	// certificate presented in the TLS handshake alone.
+	MTLS       bool
 	PSK        PSK
 	PrivateKey PrivateKey
 	ServerKey  PublicKey
@@ -105,14 +114,32 @@ type Peer struct {
 	Method  Method
 	Key     PublicKey // the client's key (X25519 only)
 	Comment string    // the authorized-keys comment (X25519 only)
+	Subject string    // the client certificate's subject (mTLS; set by the caller)
+}
+
+// Identity names the client for per-client limits: its key (X25519), or
+// "" when the method does not identify clients (PSK).
+func (p Peer) Identity() string {
+	switch {
+	case p.Method == MethodX25519:
+		return "x25519:" + p.Key.String()
+	case p.Subject != "":
+		return "cert:" + p.Subject
+	}
+	return ""
 }
 
 // Method returns the method the policy uses.
 func (c ServerConfig) Method() Method {
-	if c.PSK != nil {
+	switch {
+	case c.PSK != nil:
 		return MethodPSK
+	case !c.PrivateKey.IsZero():
+		return MethodX25519
+	case c.MTLS:
+		return MethodMTLS
 	}
-	return MethodX25519
+	return 0
 }
 
 func (c ServerConfig) now() time.Time {
@@ -164,19 +191,29 @@ func Server(rw io.ReadWriter, binding []byte, cfg ServerConfig) (Peer, error) {
 		if cfg.Method() != MethodPSK {
 			// Read the whole hello first so the client is not blocked writing it.
 			_, _ = io.CopyN(io.Discard, rw, int64(pskHelloSize-len(pskMagic)))
-			return Peer{}, reject(rw, "server requires X25519 key authentication, client offered a PSK; use --privkey-file and --server-pubkey")
+			return Peer{}, reject(rw, fmt.Sprintf("server requires %v authentication, client offered a PSK", cfg.Method()))
 		}
 		return serverPSK(rw, binding, cfg)
 	}
 	if _, err := io.ReadFull(rw, magic[len(pskMagic):]); err != nil {
 		return Peer{}, fmt.Errorf("read hello: %w", err)
 	}
-	if string(magic[:]) != x25519Magic {
+	switch string(magic[:]) {
+	case mtlsMagic:
+		if cfg.Method() != MethodMTLS {
+			return Peer{}, reject(rw, fmt.Sprintf("server requires %v authentication on top of the certificate; add --psk-file or --privkey-file", cfg.Method()))
+		}
+		if err := writeStatus(rw, statusOK, ""); err != nil {
+			return Peer{}, err
+		}
+		return Peer{Method: MethodMTLS}, nil
+	case x25519Magic:
+	default:
 		return Peer{}, fmt.Errorf("%w: not a quicport client (unknown hello)", errMalformed)
 	}
 	if cfg.Method() != MethodX25519 {
 		_, _ = io.CopyN(io.Discard, rw, int64(x25519HelloSize-len(x25519Magic)))
-		return Peer{}, reject(rw, "server requires PSK authentication, client offered an X25519 key; use --psk")
+		return Peer{}, reject(rw, fmt.Sprintf("server requires %v authentication, client offered an X25519 key", cfg.Method()))
 	}
 	return serverX25519(rw, binding, cfg)
 }
@@ -292,10 +329,16 @@ func Client(rw io.ReadWriter, binding []byte, cfg ClientConfig) error {
 	if cfg.PSK != nil {
 		return clientPSK(rw, binding, cfg)
 	}
-	if cfg.PrivateKey.IsZero() {
-		return errors.New("no credentials: set a PSK or a private key")
+	if !cfg.PrivateKey.IsZero() {
+		return clientX25519(rw, binding, cfg)
 	}
-	return clientX25519(rw, binding, cfg)
+	if cfg.MTLS {
+		if _, err := rw.Write([]byte(mtlsMagic)); err != nil {
+			return fmt.Errorf("send mTLS hello: %w", err)
+		}
+		return expectOK(rw)
+	}
+	return errors.New("no credentials: set a PSK, a private key or a client certificate")
 }
 
 // expectOK reads a server status and turns a rejection into an error.

@@ -167,13 +167,22 @@ func ReadSecretFile(path string) ([]byte, error) {
 type AuthorizedKey struct {
 	Key     PublicKey
 	Comment string
+	// PermitListen and PermitOpen are the key's own permitlisten and
+	// permitopen options ("" = not set), in --permit-listen and
+	// --permit-open syntax. They narrow the server-wide rules.
+	PermitListen string
+	PermitOpen   string
 }
 
 // maxAuthorizedLine bounds one line of an authorized-keys file.
 const maxAuthorizedLine = 8 << 10
 
-// ParseAuthorizedKeys reads an authorized-keys list: one base64 key per
-// line, optionally followed by a comment; blank lines and lines starting
+// ParseAuthorizedKeys reads an authorized-keys list, one key per line in
+// OpenSSH's authorized_keys style:
+//
+//	[permitlisten="9022"] [permitopen="127.0.0.1:22"] KEY [comment]
+//
+// Options may also be joined with commas. Blank lines and lines starting
 // with '#' are ignored. name is used in errors (a path or a flag name).
 func ParseAuthorizedKeys(r io.Reader, name string) ([]AuthorizedKey, error) {
 	var keys []AuthorizedKey
@@ -184,17 +193,101 @@ func ParseAuthorizedKeys(r io.Reader, name string) ([]AuthorizedKey, error) {
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
 		}
-		keyText, comment, _ := strings.Cut(text, " ")
-		k, err := ParsePublicKey(keyText)
+		ak, err := parseAuthorizedLine(text)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
-		keys = append(keys, AuthorizedKey{Key: k, Comment: strings.TrimSpace(comment)})
+		keys = append(keys, ak)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return keys, nil
+}
+
+func parseAuthorizedLine(text string) (AuthorizedKey, error) {
+	var ak AuthorizedKey
+	var listen, open []string
+	rest := text
+	for {
+		rest = strings.TrimLeft(rest, " \t")
+		if rest == "" {
+			return ak, fmt.Errorf("no public key on the line")
+		}
+		tok, after, err := nextToken(rest)
+		if err != nil {
+			return ak, err
+		}
+		if !strings.Contains(tok, "=\"") {
+			// Not an option (name="value"): it must be the key.
+			k, err := ParsePublicKey(tok)
+			if err != nil {
+				return ak, err
+			}
+			ak.Key, ak.Comment = k, strings.TrimSpace(after)
+			ak.PermitListen, ak.PermitOpen = strings.Join(listen, ","), strings.Join(open, ",")
+			return ak, nil
+		}
+		opts, err := splitOptions(tok)
+		if err != nil {
+			return ak, err
+		}
+		for _, o := range opts {
+			name, value, _ := strings.Cut(o, "=")
+			if len(value) < 2 || value[0] != '"' || value[len(value)-1] != '"' {
+				return ak, fmt.Errorf("option %s: the value must be in double quotes, as %s=\"...\"", name, name)
+			}
+			value = value[1 : len(value)-1]
+			if strings.Contains(value, "\"") {
+				return ak, fmt.Errorf("option %s: stray double quote in the value", name)
+			}
+			switch strings.ToLower(name) {
+			case "permitlisten":
+				listen = append(listen, value)
+			case "permitopen":
+				open = append(open, value)
+			default:
+				return ak, fmt.Errorf("unknown option %q; quicport understands permitlisten and permitopen", name)
+			}
+		}
+		rest = after
+	}
+}
+
+// nextToken returns the text up to the first space or tab outside double
+// quotes, and the rest.
+func nextToken(s string) (tok, rest string, err error) {
+	inQuote := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			inQuote = !inQuote
+		case (c == ' ' || c == '\t') && !inQuote:
+			return s[:i], s[i:], nil
+		}
+	}
+	if inQuote {
+		return "", "", fmt.Errorf("unterminated double quote")
+	}
+	return s, "", nil
+}
+
+// splitOptions splits name="value",name="value" on commas outside quotes.
+func splitOptions(tok string) ([]string, error) {
+	var out []string
+	inQuote, start := false, 0
+	for i := 0; i < len(tok); i++ {
+		switch tok[i] {
+		case '"':
+			inQuote = !inQuote
+		case ',':
+			if !inQuote {
+				out = append(out, tok[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, tok[start:]), nil
 }
 
 // PSK is a pre-shared key. It never prints its value.

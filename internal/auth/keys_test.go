@@ -77,3 +77,46 @@ func TestParseAuthorizedKeys(t *testing.T) {
 		t.Fatalf("error = %v, want one naming line 2", err)
 	}
 }
+
+func TestAuthorizedKeyOptions(t *testing.T) {
+	a, b := mustKey(t).Public(), mustKey(t).Public()
+	in := `permitlisten="9022" permitopen="127.0.0.1:22" ` + a.String() + " alice\n" +
+		`permitlisten="9000-9100",permitopen="10.0.0.0/8:5432",permitopen="db.internal:5432" ` + b.String() + "\n"
+	keys, err := ParseAuthorizedKeys(strings.NewReader(in), "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := keys[0]; k.Key != a || k.PermitListen != "9022" || k.PermitOpen != "127.0.0.1:22" || k.Comment != "alice" {
+		t.Errorf("first = %+v", k)
+	}
+	if k := keys[1]; k.Key != b || k.PermitListen != "9000-9100" || k.PermitOpen != "10.0.0.0/8:5432,db.internal:5432" {
+		t.Errorf("second = %+v", k)
+	}
+	for _, bad := range []string{
+		`command="rm -rf /" ` + a.String(),
+		`permitlisten=9022 ` + a.String(),
+		`permitlisten="9022 ` + a.String(),
+		`permitlisten="9022"`,
+	} {
+		if _, err := ParseAuthorizedKeys(strings.NewReader(bad), "keys"); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func FuzzParseAuthorizedKeys(f *testing.F) {
+	f.Add(`permitlisten="9022" permitopen="127.0.0.1:22" AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA= c`)
+	f.Add("# comment\nAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n")
+	f.Add(`a="b,c",d="e" x`)
+	f.Fuzz(func(t *testing.T, s string) {
+		keys, err := ParseAuthorizedKeys(strings.NewReader(s), "fuzz")
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if strings.ContainsAny(k.PermitListen+k.PermitOpen, "\"") {
+				t.Fatalf("quote left in option values: %+v", k)
+			}
+		}
+	})
+}

@@ -15,6 +15,7 @@ const (
 
 	pskMagic    = "QUICPORT_PSK"  // 12 bytes
 	x25519Magic = "QUICPORT_AUTH" // 13 bytes
+	mtlsMagic   = "QUICPORT_MTLS" // 13 bytes: the TLS layer already verified the client certificate
 
 	pskHelloSize    = len(pskMagic) + 8 + KeySize + macSize // 84
 	x25519HelloSize = len(x25519Magic) + KeySize + challengeSize

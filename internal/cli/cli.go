@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,6 +51,7 @@ type app struct {
 	getenv    env
 	logFormat string
 	logLevel  string
+	cpuProf   string
 }
 
 // Run runs the quicport command line with args (without the program name)
@@ -100,7 +102,28 @@ keys, bound to the TLS session so a man in the middle learns nothing.`,
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "console", "log format: console or json (env QUICPORT_LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error (env QUICPORT_LOG_LEVEL)")
-	root.AddCommand(a.serverCommand(), a.clientCommand(), a.sshProxyCommand(), a.keygenCommand(), a.pubkeyCommand(), a.versionCommand())
+	root.PersistentFlags().StringVar(&a.cpuProf, "cpuprofile", "", "write a CPU profile to this file until exit (for go tool pprof)")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if a.cpuProf == "" {
+			return nil
+		}
+		f, err := os.Create(a.cpuProf)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) {
+		if a.cpuProf != "" {
+			pprof.StopCPUProfile()
+		}
+	}
+	root.AddCommand(a.serverCommand(), a.clientCommand(), a.sshProxyCommand(), a.auditCommand(), a.keygenCommand(), a.pubkeyCommand(), a.versionCommand())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	return root
 }

@@ -26,6 +26,7 @@ func (a *app) clientCommand() *cobra.Command {
 		creds                          credentialFlags
 		serverPubkey, serverPubkeyFile string
 		insecure, acceptNew            bool
+		tf                             tlsFlags
 		reconnect                      bool
 		maxAttempts                    int
 		reconnectDelay                 = time.Second
@@ -82,11 +83,20 @@ terminal asks to confirm its fingerprint; without a terminal pass
 			if err != nil {
 				return err
 			}
-			cc, err := clientCredentials(creds, serverPubkey, serverPubkeyFile)
+			clientCert, err := tf.keyPair()
+			if err != nil {
+				return err
+			}
+			serverCA, err := tf.pool()
+			if err != nil {
+				return err
+			}
+			cc, err := clientCredentials(creds, serverPubkey, serverPubkeyFile, clientCert != nil)
 			if err != nil {
 				return err
 			}
 			warnArgv(cmd, log)
+			warnWeakPSK(log, cc.PSK)
 			dataDir, err := a.dataDir()
 			if err != nil {
 				return err
@@ -105,6 +115,8 @@ terminal asks to confirm its fingerprint; without a terminal pass
 				Forward:        fwd,
 				Auth:           cc,
 				Insecure:       insecure,
+				ClientCert:     clientCert,
+				ServerCA:       serverCA,
 				TOFU:           tofu,
 				Reconnect:      reconnect,
 				MaxAttempts:    maxAttempts,
@@ -126,6 +138,7 @@ terminal asks to confirm its fingerprint; without a terminal pass
 	creds.register(cmd, "client")
 	fs.StringVar(&serverPubkey, "server-pubkey", "", "the server's X25519 public key, base64 (env QUICPORT_SERVER_PUBKEY)")
 	fs.StringVar(&serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
+	tf.registerClient(cmd)
 	fs.BoolVar(&insecure, "insecure", false, "do not check the server certificate against known_hosts (testing only)")
 	fs.BoolVar(&acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
 	addReconnectFlags(cmd, &reconnect, &maxAttempts, &reconnectDelay)
@@ -202,7 +215,7 @@ func parseForward(remoteSource, localDest, localSource, remoteDest string) (clie
 }
 
 // clientCredentials validates the client's authentication flags.
-func clientCredentials(creds credentialFlags, serverPubkey, serverPubkeyFile string) (auth.ClientConfig, error) {
+func clientCredentials(creds credentialFlags, serverPubkey, serverPubkeyFile string, haveCert bool) (auth.ClientConfig, error) {
 	var cc auth.ClientConfig
 	key, haveKey, err := creds.privateKey()
 	if err != nil {
@@ -223,8 +236,11 @@ func clientCredentials(creds credentialFlags, serverPubkey, serverPubkeyFile str
 		return cc, nil
 	case !haveKey && havePub:
 		return cc, usagef("--server-pubkey needs the client's own key: add --privkey-file (create one with `quicport keygen`)")
+	case !haveKey && haveCert:
+		cc.MTLS = true
+		return cc, nil
 	case !haveKey:
-		return cc, usagef("no credentials: pass --psk-file (or QUICPORT_PSK) for PSK authentication, or --privkey-file with --server-pubkey for X25519")
+		return cc, usagef("no credentials: pass --psk-file (or QUICPORT_PSK) for PSK authentication, --privkey-file with --server-pubkey for X25519, or --tls-cert and --tls-key for mTLS")
 	case !havePub:
 		return cc, usagef("X25519 authentication needs the server's public key, so a man in the middle cannot pose as the server: add --server-pubkey or --server-pubkey-file")
 	case serverPubkey != "" && serverPubkeyFile != "":

@@ -48,6 +48,13 @@ func warnArgv(cmd *cobra.Command, log *slog.Logger) {
 	}
 }
 
+// warnWeakPSK warns about a PSK too short to resist guessing.
+func warnWeakPSK(log *slog.Logger, psk auth.PSK) {
+	if psk != nil && len(psk) < 16 {
+		log.Warn("the PSK is shorter than 16 bytes and may be guessed; use a random one, e.g. head -c 32 /dev/urandom | base64")
+	}
+}
+
 // privateKey returns the configured private key, if any.
 func (c *credentialFlags) privateKey() (auth.PrivateKey, bool, error) {
 	switch {

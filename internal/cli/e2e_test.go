@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/testutil"
 )
 
@@ -289,4 +291,67 @@ func TestWireGuardKeyCompatibility(t *testing.T) {
 			t.Fatalf("quicport keygen key: wg pubkey %q, quicport pubkey %q", a, b)
 		}
 	}
+}
+
+// Every authentication mode at debug level: no secret appears in any
+// output, and secrets given in argv draw a warning.
+func TestNoSecretsInOutputAtDebugLevel(t *testing.T) {
+	dir := t.TempDir()
+	serverKey, clientKey := testutil.Key(t), testutil.Key(t)
+	psk := "debug-level-secret-psk-value-0123"
+	echo := testutil.EchoServer(t)
+	modes := []struct {
+		name       string
+		serverArgs []string
+		clientArgs []string
+		secrets    []string
+	}{
+		{"psk in argv", []string{"--psk", psk}, []string{"--psk", psk}, []string{psk}},
+		{"x25519 in argv", []string{"--privkey", serverKey.Encode(), "--client-pubkeys", clientKey.Public().String()},
+			[]string{"--privkey", clientKey.Encode(), "--server-pubkey", serverKey.Public().String()},
+			[]string{serverKey.Encode(), clientKey.Encode()}},
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			env := map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, m.name, "c"), "XDG_DATA_HOME": filepath.Join(dir, m.name, "d")}
+			srv := start(t, env, append([]string{"--log-level", "debug", "server", "-l", "127.0.0.1:0"}, m.serverArgs...)...)
+			listen := srv.waitLog("quicport server listening")["listen"].(string)
+			cl := start(t, env, append([]string{"--log-level", "debug", "client", "-s", listen, "--accept-new-host", "-L", "127.0.0.1:0", "-R", echo}, m.clientArgs...)...)
+			ready := cl.waitLog("forward established")
+			if err := testutil.EchoCheck(ready["local_listen"].(string), 1<<20, 3); err != nil {
+				t.Fatal(err)
+			}
+			// A failing client too: its errors must not echo the secret.
+			bad := start(t, env, append([]string{"--log-level", "debug", "client", "-s", listen, "--accept-new-host", "--reconnect=false", "-L", "127.0.0.1:0", "-R", echo},
+				wrongCredentials(m.clientArgs)...)...)
+			bad.wait()
+			cl.stop()
+			srv.stop()
+			all := srv.output() + srv.errors() + cl.output() + cl.errors() + bad.output() + bad.errors()
+			for _, s := range m.secrets {
+				if strings.Contains(all, s) {
+					t.Fatalf("a secret appears in the output:\n%s", all)
+				}
+			}
+			if !strings.Contains(srv.output(), "visible to other users in the process list") {
+				t.Error("no warning about a secret in argv")
+			}
+		})
+	}
+}
+
+// wrongCredentials replaces the secret values in args with wrong ones that
+// still parse.
+func wrongCredentials(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i+1 < len(out); i++ {
+		switch out[i] {
+		case "--psk":
+			out[i+1] = "wrong-" + out[i+1]
+		case "--privkey":
+			k, _ := auth.GenerateKey()
+			out[i+1] = k.Encode()
+		}
+	}
+	return out
 }

@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
 	"github.com/quicport/quicport/internal/tunnel"
@@ -22,6 +24,17 @@ func (a *app) serverCommand() *cobra.Command {
 		keepAlive      = tunnel.DefaultKeepAlive
 		idleTimeout    = tunnel.DefaultIdleTimeout
 		udp            udpFlags
+		permitListen   string
+		permitOpen     string
+		auditLog       string
+		tf             tlsFlags
+		limits         = server.Config{
+			MaxUnauthenticated: server.DefaultMaxUnauthenticated,
+			AuthFailureBurst:   server.DefaultAuthFailureBurst,
+			MaxConnsPerSession: server.DefaultMaxConnsPerSession,
+			ConnRate:           server.DefaultConnRate,
+			MaxSessionsPerKey:  server.DefaultMaxSessionsPerKey,
+		}
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -62,7 +75,15 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if err != nil {
 				return err
 			}
-			if policy.PSK == nil && policy.PrivateKey.IsZero() {
+			warnWeakPSK(log, policy.PSK)
+			clientCAs, err := tf.pool()
+			if err != nil {
+				return err
+			}
+			if tf.names != "" && clientCAs == nil {
+				return usagef("--client-allowed-names needs --client-ca")
+			}
+			if policy.PSK == nil && policy.PrivateKey.IsZero() && clientCAs == nil {
 				psk, path, created, err := loadOrCreatePSK(configDir)
 				if err != nil {
 					return fmt.Errorf("auto-generated PSK: %w", err)
@@ -74,16 +95,53 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 					log.Info("no authentication configured: using the PSK from file", "psk_file", path)
 				}
 			}
-			cert, err := tlsid.LoadOrCreate(configDir)
-			if err != nil {
-				return fmt.Errorf("server identity: %w", err)
+			for name, v := range map[string]float64{"max-unauthenticated": float64(limits.MaxUnauthenticated), "max-auth-failures": float64(limits.AuthFailureBurst),
+				"max-conns-per-session": float64(limits.MaxConnsPerSession), "conn-rate": limits.ConnRate, "udp-max-flows": float64(udp.maxFlows)} {
+				if v <= 0 {
+					return usagef("--%s must be positive", name)
+				}
 			}
-			srv, err := server.Listen(server.Config{Listen: listen, Certificate: cert, Auth: policy, KeepAlive: keepAlive, IdleTimeout: idleTimeout,
-				UDPIdleTimeout: udp.idle, UDPMaxFlows: udp.maxFlows, Logger: log})
+			cfg := limits
+			cfg.Listen, cfg.Auth, cfg.KeepAlive, cfg.IdleTimeout, cfg.Logger = listen, policy, keepAlive, idleTimeout, log
+			cfg.UDPIdleTimeout, cfg.UDPMaxFlows = udp.idle, udp.maxFlows
+			if permitListen != "" {
+				if cfg.PermitListen, err = permit.ParsePorts(permitListen); err != nil {
+					return usagef("--permit-listen: %v", err)
+				}
+			}
+			if permitOpen != "" {
+				if cfg.PermitOpen, err = permit.ParseDests(permitOpen); err != nil {
+					return usagef("--permit-open: %v", err)
+				}
+			}
+			if auditLog != "" {
+				if cfg.Audit, err = audit.Open(auditLog); err != nil {
+					return err
+				}
+				defer cfg.Audit.Close()
+			}
+			cfg.ClientCAs, cfg.AllowedNames = clientCAs, tf.allowedNames()
+			own, err := tf.keyPair()
 			if err != nil {
 				return err
 			}
-			attrs := []any{"listen", srv.Addr().String(), "auth", policy.Method().String(), "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}
+			if own != nil {
+				cfg.Certificate = *own
+			} else if cfg.Certificate, err = tlsid.LoadOrCreate(configDir); err != nil {
+				return fmt.Errorf("server identity: %w", err)
+			}
+			cert := cfg.Certificate
+			srv, err := server.Listen(cfg)
+			if err != nil {
+				return err
+			}
+			method := policy.Method().String()
+			if clientCAs != nil && policy.Method() != 0 {
+				method = "mtls+" + method
+			} else if clientCAs != nil {
+				method = "mtls"
+			}
+			attrs := []any{"listen", srv.Addr().String(), "auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
@@ -98,6 +156,16 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	creds.register(cmd, "server")
 	fs.StringVar(&clientKeys, "client-pubkeys", "", "authorized client public keys, comma separated (env QUICPORT_CLIENT_PUBKEYS)")
 	fs.StringVar(&clientKeysFile, "client-pubkeys-file", "", "file of authorized client public keys, one per line, # comments (env QUICPORT_CLIENT_PUBKEYS_FILE)")
+	fs.StringVar(&permitListen, "permit-listen", "", "ports remote forwards may open, e.g. 9000-9100,2222 (default: 1024 and up; ports below 1024 only when listed)")
+	fs.StringVar(&permitOpen, "permit-open", "", "destinations local forwards may reach, e.g. 127.0.0.1:22,10.0.0.0/8:5432,db.internal:5432 (default: any)")
+	fs.IntVar(&limits.MaxUnauthenticated, "max-unauthenticated", limits.MaxUnauthenticated, "most connections still authenticating; more are refused at once")
+	fs.IntVar(&limits.AuthFailureBurst, "max-auth-failures", limits.AuthFailureBurst, "failed authentications per source address before it is refused (one more allowed every 10 s)")
+	fs.IntVar(&limits.MaxConnsPerSession, "max-conns-per-session", limits.MaxConnsPerSession, "most concurrent tunneled connections per session")
+	fs.Float64Var(&limits.ConnRate, "conn-rate", limits.ConnRate, "most new tunneled connections per second per session (bursts of twice that)")
+	fs.Var(byteRate{&limits.BandwidthLimit}, "bandwidth-limit", "bytes per second per session in each direction, e.g. 50M (default: unlimited)")
+	fs.IntVar(&limits.MaxSessionsPerKey, "max-sessions-per-key", limits.MaxSessionsPerKey, "most concurrent sessions per X25519 client key; -1 = unlimited")
+	tf.registerServer(cmd)
+	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)
 	udp.register(cmd)
 	return cmd

@@ -19,6 +19,7 @@ func (a *app) sshProxyCommand() *cobra.Command {
 		creds                          credentialFlags
 		serverPubkey, serverPubkeyFile string
 		insecure, acceptNew            bool
+		tf                             tlsFlags
 		reconnect                      bool
 		maxAttempts                    int
 		reconnectDelay                 = time.Second
@@ -73,7 +74,15 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 			if dest.Protocol != proto.TCP {
 				return usagef("--remote-destination: ssh-proxy carries a TCP byte stream; drop /%v", dest.Protocol)
 			}
-			cc, err := clientCredentials(creds, serverPubkey, serverPubkeyFile)
+			clientCert, err := tf.keyPair()
+			if err != nil {
+				return err
+			}
+			serverCA, err := tf.pool()
+			if err != nil {
+				return err
+			}
+			cc, err := clientCredentials(creds, serverPubkey, serverPubkeyFile, clientCert != nil)
 			if err != nil {
 				return err
 			}
@@ -81,6 +90,7 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 				return usagef("--reconnect-max-attempts %d: want 0 (unlimited) or more", maxAttempts)
 			}
 			warnArgv(cmd, log)
+			warnWeakPSK(log, cc.PSK)
 			dataDir, err := a.dataDir()
 			if err != nil {
 				return err
@@ -92,6 +102,8 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 				// stdin is the SSH byte stream: never prompt on it.
 				TOFU:           tlsid.TOFU{KnownHosts: tlsid.KnownHosts{Path: filepath.Join(dataDir, "known_hosts")}, AcceptNew: acceptNew, Out: a.stdio.Err},
 				Insecure:       insecure,
+				ClientCert:     clientCert,
+				ServerCA:       serverCA,
 				Reconnect:      reconnect,
 				MaxAttempts:    maxAttempts,
 				ReconnectDelay: reconnectDelay,
@@ -107,6 +119,7 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 	creds.register(cmd, "client")
 	fs.StringVar(&serverPubkey, "server-pubkey", "", "the server's X25519 public key, base64 (env QUICPORT_SERVER_PUBKEY)")
 	fs.StringVar(&serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
+	tf.registerClient(cmd)
 	fs.BoolVar(&insecure, "insecure", false, "do not check the server certificate against known_hosts (testing only)")
 	fs.BoolVar(&acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
 	addReconnectFlags(cmd, &reconnect, &maxAttempts, &reconnectDelay)

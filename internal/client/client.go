@@ -9,6 +9,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +64,11 @@ type Config struct {
 	Server  string
 	Forward Forward
 	Auth    auth.ClientConfig
+	// ClientCert, if set, is presented to the server (mTLS).
+	ClientCert *tls.Certificate
+	// ServerCA, if set, verifies the server's certificate chain and name
+	// against these CAs instead of TOFU.
+	ServerCA *x509.CertPool
 	// Insecure skips the certificate check (TOFU) entirely. Authentication
 	// still binds to the TLS session, so a relaying man in the middle fails.
 	Insecure bool

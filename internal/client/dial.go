@@ -38,7 +38,7 @@ func (s *session) dial(ctx context.Context) error {
 	tr := &quic.Transport{Conn: udp}
 	dialCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
+	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
 	if err != nil {
 		tr.Close()
 		udp.Close()
@@ -48,6 +48,13 @@ func (s *session) dial(ctx context.Context) error {
 		var ie *quic.IdleTimeoutError
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
 			return fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", cfg.Server, cfg.Timeout)
+		}
+		if tlsErr := s.tlsError(err); tlsErr != nil {
+			return tlsErr
+		}
+		var te *quic.TransportError
+		if errors.As(err, &te) && te.Remote && te.ErrorCode == quic.ConnectionRefused {
+			return fmt.Errorf("server %s refused the connection: this address failed to authenticate too often (wait a minute and check the credentials), or the server is overloaded", cfg.Server)
 		}
 		return fmt.Errorf("connect to server %s: %w", cfg.Server, err)
 	}
@@ -61,9 +68,12 @@ func (s *session) dial(ctx context.Context) error {
 func (s *session) authenticate(ctx context.Context) (*quic.Stream, error) {
 	cfg, conn := &s.c.cfg, s.conn
 	var record func() error
-	if cfg.Insecure {
+	switch {
+	case cfg.ServerCA != nil:
+		// TLS verified the chain and the name: no TOFU needed.
+	case cfg.Insecure:
 		s.log.Warn("--insecure: the server certificate is not checked")
-	} else {
+	default:
 		certs := conn.ConnectionState().TLS.PeerCertificates
 		var err error
 		record, err = cfg.TOFU.Check(cfg.Server, certs[0].Raw, !cfg.Auth.PrivateKey.IsZero())
@@ -88,7 +98,11 @@ func (s *session) authenticate(ctx context.Context) (*quic.Stream, error) {
 		if errors.As(err, &re) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("authenticate: %w", s.sessionError(err))
+		serr := s.sessionError(err)
+		if IsPermanent(serr) {
+			return nil, serr
+		}
+		return nil, fmt.Errorf("authenticate: %w", serr)
 	}
 	if record != nil {
 		// The server proved the pinned key in this TLS session, which
@@ -102,10 +116,13 @@ func (s *session) authenticate(ctx context.Context) (*quic.Stream, error) {
 }
 
 func methodOf(a auth.ClientConfig) auth.Method {
-	if a.PSK != nil {
+	switch {
+	case a.PSK != nil:
 		return auth.MethodPSK
+	case !a.PrivateKey.IsZero():
+		return auth.MethodX25519
 	}
-	return auth.MethodX25519
+	return auth.MethodMTLS
 }
 
 // requestForward asks the server for the forward and waits for its answer.
@@ -142,4 +159,21 @@ func (s *session) requestForward(ctx context.Context, ctrl *quic.Stream) (Ready,
 		return Ready{LocalListen: s.c.pc.LocalAddr()}, nil
 	}
 	return Ready{}, nil
+}
+
+// tlsError turns a TLS failure (a certificate one side does not accept)
+// into a permanent error that says which side refused what, or returns nil.
+// In TLS 1.3 the server checks the client certificate after the client has
+// finished, so a refusal can also end an established session.
+func (s *session) tlsError(err error) error {
+	var te *quic.TransportError
+	if !errors.As(err, &te) || !te.ErrorCode.IsCryptoError() {
+		return nil
+	}
+	cfg := &s.c.cfg
+	if te.Remote {
+		return &permanentError{fmt.Errorf("server %s refused the TLS handshake (%v): its --client-ca does not accept this client's --tls-cert, the certificate expired, or its name is not allowed", cfg.Server, err)}
+	}
+	host, _, _ := net.SplitHostPort(cfg.Server)
+	return &permanentError{fmt.Errorf("server %s's certificate is not trusted (%v): check --server-ca and that the certificate is for %q", cfg.Server, err, host)}
 }

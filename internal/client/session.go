@@ -194,6 +194,9 @@ func (s *session) readControl() error {
 
 // sessionError explains why a session's connection ended.
 func (s *session) sessionError(err error) error {
+	if tlsErr := s.tlsError(err); tlsErr != nil {
+		return tlsErr
+	}
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote {
 		switch ae.ErrorCode {
@@ -205,6 +208,8 @@ func (s *session) sessionError(err error) error {
 			return &auth.RejectedError{ByServer: true, Reason: ae.ErrorMessage}
 		case proto.ConnProtocolError:
 			return fmt.Errorf("server closed the session for a protocol error: %s", ae.ErrorMessage)
+		case proto.ConnLimit:
+			return fmt.Errorf("server refused the session: %s", ae.ErrorMessage)
 		}
 	}
 	var ie *quic.IdleTimeoutError

@@ -48,4 +48,5 @@ const (
 	ConnProtocolError = 0x11 // a malformed or unexpected message
 	ConnShutdown      = 0x12 // the server is shutting down
 	ConnForwardFailed = 0x13 // the forward request was refused
+	ConnLimit         = 0x14 // a server limit refused the connection (busy, sessions per key)
 )

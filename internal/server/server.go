@@ -10,6 +10,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +21,9 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tlsid"
 	"github.com/quicport/quicport/internal/tunnel"
@@ -33,8 +36,14 @@ type Config struct {
 	Listen string
 	// Certificate is the server's TLS identity (required).
 	Certificate tls.Certificate
-	// Auth is the authentication policy (required).
+	// Auth is the authentication policy (required unless ClientCAs is set).
 	Auth auth.ServerConfig
+	// ClientCAs, if set, makes TLS require client certificates that chain
+	// to them (mTLS); alone it is the authentication method, with a PSK or
+	// keys both apply. AllowedNames, if not empty, lists the certificate
+	// names (CN, DNS, email or URI SAN) that may connect.
+	ClientCAs    *x509.CertPool
+	AllowedNames []string
 	// AuthTimeout bounds the time from connection to authenticated
 	// session, including the forward request (default 10 s).
 	AuthTimeout time.Duration
@@ -47,6 +56,32 @@ type Config struct {
 	// 60 s); UDPMaxFlows caps a session's UDP flows (default 1024).
 	UDPIdleTimeout time.Duration
 	UDPMaxFlows    int
+	// PermitListen and PermitOpen limit the ports remote forwards may open
+	// and the destinations local forwards may reach (unset: any port from
+	// 1024 up, any destination). Authorized keys' own options narrow them.
+	PermitListen permit.Ports
+	PermitOpen   permit.Dests
+	// MaxUnauthenticated caps connections that have not authenticated yet
+	// (default 256); more are closed at once.
+	MaxUnauthenticated int
+	// AuthFailureBurst failed authentications from one source address
+	// (default 10), refilled one per AuthFailureRefill (default 10 s), and
+	// then that address is refused before its TLS handshake.
+	AuthFailureBurst  int
+	AuthFailureRefill time.Duration
+	// MaxConnsPerSession caps a session's concurrent tunneled connections
+	// (default 10,000); ConnRate caps new ones per second (default 1000,
+	// burst of twice that). Excess connections are refused and logged.
+	MaxConnsPerSession int
+	ConnRate           float64
+	// BandwidthLimit caps a session's tunneled bytes per second in each
+	// direction (0 = none).
+	BandwidthLimit int64
+	// MaxSessionsPerKey caps concurrent sessions of one X25519 key or
+	// certificate subject (default 16; negative = unlimited).
+	MaxSessionsPerKey int
+	// Audit, if set, receives security events.
+	Audit *audit.Log
 	// Logger receives the server's logs (nil discards them).
 	Logger *slog.Logger
 }
@@ -67,6 +102,24 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.MaxUnauthenticated == 0 {
+		c.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = DefaultAuthFailureBurst
+	}
+	if c.AuthFailureRefill == 0 {
+		c.AuthFailureRefill = DefaultAuthFailureRefill
+	}
+	if c.MaxConnsPerSession == 0 {
+		c.MaxConnsPerSession = DefaultMaxConnsPerSession
+	}
+	if c.ConnRate == 0 {
+		c.ConnRate = DefaultConnRate
+	}
+	if c.MaxSessionsPerKey == 0 {
+		c.MaxSessionsPerKey = DefaultMaxSessionsPerKey
+	}
 }
 
 // Stats are the server's counters since start.
@@ -76,6 +129,9 @@ type Stats struct {
 	ConnectionsTotal        uint64
 	ConnectionsActive       int64
 	UDPFlowsActive          int64
+	ForwardsDenied          uint64
+	SourcesRefused          uint64 // connections refused for failed-auth budget or busy
+	ConnectionsRefused      uint64 // tunneled connections over a session's limits
 	BytesSent, BytesRecv    uint64 // to clients, from clients (tunneled payload)
 }
 
@@ -87,6 +143,11 @@ type Server struct {
 	tr  *quic.Transport
 	ln  *quic.Listener
 
+	keyRules map[auth.PublicKey]keyRules
+	failures *failureBudget
+	perKey   keySessions
+	unauth   atomic.Int64 // connections not yet authenticated
+
 	wg sync.WaitGroup // sessions
 
 	authOK, authFailed  atomic.Uint64
@@ -94,6 +155,9 @@ type Server struct {
 	connsTotal          atomic.Uint64
 	connsActive         atomic.Int64
 	udpFlows            atomic.Int64
+	deniedForwards      atomic.Uint64
+	refusedSources      atomic.Uint64
+	refusedConns        atomic.Uint64
 	bytesSent, bytesRcv atomic.Uint64
 }
 
@@ -103,11 +167,16 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Certificate.Certificate == nil {
 		return nil, errors.New("server: no TLS certificate")
 	}
-	if cfg.Auth.PSK == nil && cfg.Auth.PrivateKey.IsZero() {
+	cfg.Auth.MTLS = cfg.ClientCAs != nil
+	if cfg.Auth.Method() == 0 {
 		return nil, errors.New("server: no authentication configured")
 	}
-	if cfg.Auth.PSK == nil && len(cfg.Auth.AuthorizedKeys) == 0 {
+	if cfg.Auth.Method() == auth.MethodX25519 && len(cfg.Auth.AuthorizedKeys) == 0 {
 		return nil, errors.New("server: X25519 authentication needs at least one authorized client key")
+	}
+	keyRules, err := parseKeyRules(cfg.Auth.AuthorizedKeys)
+	if err != nil {
+		return nil, err
 	}
 	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
 	if err != nil {
@@ -117,13 +186,63 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
 	}
-	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, keyRules: keyRules,
+		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
+	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
+	perConn := qc.Clone() // what every accepted connection uses
+	qc.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
+		// Refuse a source that keeps failing to authenticate before any
+		// cryptography is spent on it.
+		if s.failures.refused(info.RemoteAddr) {
+			s.refusedSources.Add(1)
+			return nil, errors.New("too many failed authentications from this address")
+		}
+		// A nil config would mean quic-go's defaults, not ours.
+		return perConn, nil
+	}
+	s.tr = &quic.Transport{Conn: udp}
+	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs, cfg.AllowedNames), qc)
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, udp: udp, tr: tr, ln: ln}, nil
+	return s, nil
+}
+
+// keyRules are an authorized key's own permitlisten/permitopen options.
+type keyRules struct {
+	listen permit.Ports
+	open   permit.Dests
+}
+
+func parseKeyRules(keys []auth.AuthorizedKey) (map[auth.PublicKey]keyRules, error) {
+	m := map[auth.PublicKey]keyRules{}
+	for _, k := range keys {
+		var r keyRules
+		var err error
+		if k.PermitListen != "" {
+			if r.listen, err = permit.ParsePorts(k.PermitListen); err != nil {
+				return nil, fmt.Errorf("authorized key %s: permitlisten: %w", k.Key, err)
+			}
+		}
+		if k.PermitOpen != "" {
+			if r.open, err = permit.ParseDests(k.PermitOpen); err != nil {
+				return nil, fmt.Errorf("authorized key %s: permitopen: %w", k.Key, err)
+			}
+		}
+		m[k.Key] = r
+	}
+	return m, nil
+}
+
+// policy returns what a session of peer may do.
+func (s *Server) policy(peer auth.Peer) permit.Policy {
+	p := permit.Policy{Listen: s.cfg.PermitListen, Open: s.cfg.PermitOpen}
+	if peer.Method == auth.MethodX25519 {
+		r := s.keyRules[peer.Key]
+		p.KeyListen, p.KeyOpen = r.listen, r.open
+	}
+	return p
 }
 
 // Addr returns the UDP address the server listens on.
@@ -132,14 +251,17 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		AuthSuccess:       s.authOK.Load(),
-		AuthFailed:        s.authFailed.Load(),
-		SessionsActive:    s.sessions.Load(),
-		ConnectionsTotal:  s.connsTotal.Load(),
-		ConnectionsActive: s.connsActive.Load(),
-		UDPFlowsActive:    s.udpFlows.Load(),
-		BytesSent:         s.bytesSent.Load(),
-		BytesRecv:         s.bytesRcv.Load(),
+		AuthSuccess:        s.authOK.Load(),
+		AuthFailed:         s.authFailed.Load(),
+		SessionsActive:     s.sessions.Load(),
+		ConnectionsTotal:   s.connsTotal.Load(),
+		ConnectionsActive:  s.connsActive.Load(),
+		UDPFlowsActive:     s.udpFlows.Load(),
+		ForwardsDenied:     s.deniedForwards.Load(),
+		SourcesRefused:     s.refusedSources.Load(),
+		ConnectionsRefused: s.refusedConns.Load(),
+		BytesSent:          s.bytesSent.Load(),
+		BytesRecv:          s.bytesRcv.Load(),
 	}
 }
 
@@ -148,6 +270,13 @@ func (s *Server) Stats() Stats {
 // the socket. It returns nil after a shutdown requested through ctx.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.closeTransport()
+	pruneCtx, stopPrune := context.WithCancel(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.failures.run(pruneCtx)
+	}()
+	defer stopPrune()
 	var acceptErr error
 	for {
 		conn, err := s.ln.Accept(ctx)
@@ -177,6 +306,15 @@ func (s *Server) closeTransport() {
 // handle authenticates one QUIC connection and serves its session.
 func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 	log := s.log.With("peer", conn.RemoteAddr().String())
+	if s.unauth.Add(1) > int64(s.cfg.MaxUnauthenticated) {
+		s.unauth.Add(-1)
+		s.refusedSources.Add(1)
+		log.Warn("refusing connection", "reason", "too many unauthenticated connections", "max", s.cfg.MaxUnauthenticated)
+		conn.CloseWithError(proto.ConnLimit, "server busy: too many connections authenticating")
+		return
+	}
+	authDone := sync.OnceFunc(func() { s.unauth.Add(-1) })
+	defer authDone()
 	deadline := time.Now().Add(s.cfg.AuthTimeout)
 	authCtx, cancel := context.WithDeadline(ctx, deadline)
 	ctrl, err := conn.AcceptStream(authCtx)
@@ -189,6 +327,8 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 			reason = "client closed the connection before authenticating: " + ae.ErrorMessage
 		}
 		log.Warn("authentication failed", "reason", reason, "err", err)
+		s.failures.failed(conn.RemoteAddr())
+		s.audit("auth_failure", "remote", conn.RemoteAddr().String(), "reason", reason)
 		conn.CloseWithError(proto.ConnAuthFailed, "authentication timed out")
 		return
 	}
@@ -217,23 +357,61 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 			reason = fmt.Sprintf("authentication did not complete within %v", s.cfg.AuthTimeout)
 		}
 		log.Warn("authentication failed", "method", s.cfg.Auth.Method(), "reason", reason, "err", err)
+		s.failures.failed(conn.RemoteAddr())
+		s.audit("auth_failure", "remote", conn.RemoteAddr().String(), "method", s.cfg.Auth.Method().String(), "reason", reason)
 		conn.CloseWithError(proto.ConnAuthFailed, reason)
 		return
 	}
+	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+		peer.Subject = certs[0].Subject.String()
+	}
 	s.authOK.Add(1)
+	authDone()
+	if id := peer.Identity(); id != "" {
+		if !s.perKey.acquire(id, s.cfg.MaxSessionsPerKey) {
+			log.Warn("refusing session", "reason", "too many sessions for this client identity", "identity", id, "max", s.cfg.MaxSessionsPerKey)
+			s.audit("rate_limited", "remote", conn.RemoteAddr().String(), "identity", id, "reason", "max sessions per key")
+			conn.CloseWithError(proto.ConnLimit, fmt.Sprintf("this client key already has %d sessions, the server's limit", s.cfg.MaxSessionsPerKey))
+			return
+		}
+		defer s.perKey.release(id)
+	}
+	switch {
+	case peer.Method == auth.MethodX25519:
+		s.audit("auth_success", "remote", conn.RemoteAddr().String(), "method", "x25519", "key", peer.Key.String(), "key_fingerprint", peer.Key.Fingerprint(), "comment", peer.Comment, "subject", peer.Subject)
+	default:
+		s.audit("auth_success", "remote", conn.RemoteAddr().String(), "method", peer.Method.String(), "subject", peer.Subject)
+	}
 	log = log.With("method", peer.Method.String())
 	if peer.Method == auth.MethodX25519 {
 		log = log.With("key", peer.Key.String(), "comment", peer.Comment)
+	}
+	if peer.Subject != "" {
+		log = log.With("subject", peer.Subject)
 	}
 	log.Info("client authenticated")
 
 	s.sessions.Add(1)
 	defer s.sessions.Add(-1)
-	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, deadline: deadline}
+	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, deadline: deadline, policy: s.policy(peer), remote: conn.RemoteAddr().String()}
 	sess.serve(ctx)
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// audit records a security event; kv are alternating keys and values.
+func (s *Server) audit(event string, kv ...any) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	fields := make(map[string]any, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		fields[fmt.Sprint(kv[i])] = kv[i+1]
+	}
+	if err := s.cfg.Audit.Record(audit.Event{Type: event, Fields: fields}); err != nil {
+		s.log.Error("audit log", "err", err)
+	}
 }

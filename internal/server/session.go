@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
+	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tunnel"
 )
@@ -27,6 +30,13 @@ type session struct {
 	ctrl     *quic.Stream
 	log      *slog.Logger
 	deadline time.Time // for the forward request
+	policy   permit.Policy
+	remote   string // the client's address, for the audit log
+
+	active      atomic.Int64  // tunneled TCP connections
+	connRate    *rate.Limiter // new tunneled connections
+	bwUp, bwDn  *rate.Limiter // bytes from the client / to the client; nil = unlimited
+	lastRefusal atomic.Int64  // unix nanoseconds, to rate-limit the log line
 
 	control *tunnel.Control
 	nextID  atomic.Uint32
@@ -35,6 +45,9 @@ type session struct {
 
 // serve runs the session until the client or the server ends it.
 func (ss *session) serve(ctx context.Context) {
+	cfg := &ss.srv.cfg
+	ss.connRate = rate.NewLimiter(rate.Limit(cfg.ConnRate), max(1, int(2*cfg.ConnRate)))
+	ss.bwUp, ss.bwDn = newBandwidthLimiter(cfg.BandwidthLimit), newBandwidthLimiter(cfg.BandwidthLimit)
 	connCtx := ss.conn.Context()
 	ss.control = tunnel.NewControl(connCtx, ss.ctrl)
 	stop := context.AfterFunc(ctx, func() {
@@ -137,6 +150,10 @@ func (ss *session) respond(ctx context.Context, remote bool, st proto.Status, ms
 // the request was refused.
 func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardRequest) func() {
 	log := ss.log.With("forward", fmt.Sprintf("remote %d/%v -> client %s", req.Port, req.Protocol, req.LocalDestination))
+	if err := ss.policy.CheckListen(req.Port); err != nil {
+		ss.deny(ctx, true, log, err, "port", req.Port, "protocol", req.Protocol.String())
+		return nil
+	}
 	if req.Protocol == proto.UDP {
 		return ss.startRemoteUDP(ctx, log, req)
 	}
@@ -150,6 +167,7 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	log = log.With("listen", ln.Addr().String())
 	ss.log = log
 	log.Info("remote forward open")
+	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", ln.Addr().String(), "protocol", "tcp")
 	ss.respond(ctx, true, proto.StatusSuccess, ln.Addr().String())
 
 	ss.wg.Add(1)
@@ -172,6 +190,7 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 		once.Do(func() {
 			ln.Close()
 			log.Info("remote forward closed")
+			ss.srv.audit("forward_close", "remote", ss.remote, "kind", "remote", "listen", ln.Addr().String())
 		})
 	}
 }
@@ -189,6 +208,7 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 	log = log.With("listen", pc.LocalAddr().String())
 	ss.log = log
 	log.Info("remote forward open")
+	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", pc.LocalAddr().String(), "protocol", "udp")
 	ss.respond(ctx, true, proto.StatusSuccess, pc.LocalAddr().String())
 	ul := &tunnel.UDPListener{
 		Conn: pc,
@@ -232,6 +252,7 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 			cancel()
 			pc.Close()
 			log.Info("remote forward closed")
+			ss.srv.audit("forward_close", "remote", ss.remote, "kind", "remote", "listen", pc.LocalAddr().String())
 		})
 	}
 }
@@ -249,7 +270,39 @@ func listenStatus(port uint16, err error) (proto.Status, string) {
 }
 
 // relayRemote carries one accepted TCP connection to the client.
+// admit decides whether the session may open one more tunneled
+// connection; the caller calls release when it ends.
+func (ss *session) admit() bool {
+	cfg := &ss.srv.cfg
+	reason := ""
+	switch {
+	case ss.active.Load() >= int64(cfg.MaxConnsPerSession):
+		reason = fmt.Sprintf("the session already has %d connections", cfg.MaxConnsPerSession)
+	case !ss.connRate.Allow():
+		reason = fmt.Sprintf("more than %.0f new connections per second", cfg.ConnRate)
+	}
+	if reason == "" {
+		ss.active.Add(1)
+		return true
+	}
+	ss.srv.refusedConns.Add(1)
+	now := time.Now().UnixNano()
+	if last := ss.lastRefusal.Load(); now-last > int64(time.Second) && ss.lastRefusal.CompareAndSwap(last, now) {
+		ss.log.Warn("refusing tunneled connections", "reason", reason)
+		ss.srv.audit("rate_limited", "remote", ss.remote, "reason", reason)
+	}
+	return false
+}
+
+func (ss *session) release() { ss.active.Add(-1) }
+
 func (ss *session) relayRemote(ctx context.Context, c *net.TCPConn) {
+	if !ss.admit() {
+		c.SetLinger(0)
+		c.Close()
+		return
+	}
+	defer ss.release()
 	id := ss.nextID.Add(1)
 	log := ss.log.With("conn_id", id, "from", c.RemoteAddr().String())
 	if err := ss.control.Send(ctx, proto.NewConnection{Remote: true, ConnID: id, Protocol: proto.TCP}); err != nil {
@@ -278,7 +331,13 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 	srv.connsActive.Add(1)
 	defer srv.connsActive.Add(-1)
 	log.Debug("connection open")
-	stats, err := tunnel.Relay(c, st)
+	var tc tunnel.Conn = c
+	var ts tunnel.Stream = st
+	if ss.bwUp != nil {
+		tc = limitedConn{Conn: c, ctx: ctx, lim: ss.bwDn}
+		ts = limitedStream{Stream: st, ctx: ctx, lim: ss.bwUp}
+	}
+	stats, err := tunnel.Relay(tc, ts)
 	srv.bytesSent.Add(uint64(stats.ToStream))
 	srv.bytesRcv.Add(uint64(stats.FromStream))
 	reason := proto.ReasonNormal
@@ -293,13 +352,20 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 // requested destination.
 func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest) func() {
 	log := ss.log.With("forward", fmt.Sprintf("client %s -> %s/%v", req.LocalSource, req.Destination, req.Protocol))
-	if _, _, err := net.SplitHostPort(req.Destination); err != nil {
-		log.Warn("forward refused", "reason", "bad destination", "err", err)
+	host, portStr, err := net.SplitHostPort(req.Destination)
+	port, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || perr != nil || port == 0 || host == "" {
+		log.Warn("forward refused", "reason", "bad destination", "destination", req.Destination)
 		ss.respond(ctx, false, proto.StatusInternalError, fmt.Sprintf("destination %q is not host:port", req.Destination))
+		return nil
+	}
+	if err := ss.policy.CheckOpen(host, uint16(port)); err != nil {
+		ss.deny(ctx, false, log, err, "destination", req.Destination, "protocol", req.Protocol.String())
 		return nil
 	}
 	ss.log = log
 	log.Info("local forward open")
+	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "local", "destination", req.Destination, "protocol", req.Protocol.String())
 	ss.respond(ctx, false, proto.StatusSuccess, "")
 
 	ss.wg.Add(1)
@@ -313,15 +379,26 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 			ss.wg.Add(1)
 			go func() {
 				defer ss.wg.Done()
-				ss.relayLocal(ctx, req.Protocol, req.Destination, st)
+				ss.relayLocal(ctx, req.Protocol, req.Destination, host, st)
 			}()
 		}
 	}()
-	return func() {}
+	return func() {
+		ss.srv.audit("forward_close", "remote", ss.remote, "kind", "local", "destination", req.Destination)
+	}
+}
+
+// deny refuses a forward that the permit rules do not allow: status 0x02
+// with the rule that refused it, logged and audited.
+func (ss *session) deny(ctx context.Context, remote bool, log *slog.Logger, err error, kv ...any) {
+	log.Warn("forward denied", "reason", err.Error())
+	ss.srv.deniedForwards.Add(1)
+	ss.srv.audit("forward_denied", append([]any{"remote", ss.remote, "reason", err.Error()}, kv...)...)
+	ss.respond(ctx, remote, proto.StatusPermissionDenied, err.Error())
 }
 
 // relayLocal connects one client stream to the destination.
-func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest string, st *quic.Stream) {
+func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest, host string, st *quic.Stream) {
 	abort := func(code quic.StreamErrorCode) {
 		st.CancelRead(code)
 		st.CancelWrite(code)
@@ -335,8 +412,23 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	log := ss.log.With("conn_id", id)
+	if !ss.admit() {
+		abort(proto.StreamRefused)
+		_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+		return
+	}
+	defer ss.release()
+	// Check the address a name resolves to, so a name cannot reach an
+	// address the permit rules forbid.
+	d := net.Dialer{Timeout: ss.srv.cfg.DialTimeout, ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return err
+		}
+		return ss.policy.CheckResolved(host, ap)
+	}}
 	if protocol == proto.UDP {
-		c, err := net.Dial("udp", dest)
+		c, err := d.DialContext(ctx, "udp", dest)
 		if err != nil {
 			log.Warn("destination unreachable", "dest", dest, "err", err)
 			abort(proto.StreamRefused)
@@ -350,7 +442,6 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 		log.Debug("UDP flow closed", "err", err)
 		return
 	}
-	d := net.Dialer{Timeout: ss.srv.cfg.DialTimeout}
 	c, err := d.DialContext(ctx, "tcp", dest)
 	if err != nil {
 		log.Warn("destination unreachable", "dest", dest, "err", err)

@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,23 +138,61 @@ func Fingerprint(der []byte) string {
 	return b.String()
 }
 
-// ServerTLSConfig returns the TLS configuration of a quicport server.
-func ServerTLSConfig(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
+// ServerTLSConfig returns the TLS configuration of a quicport server. With
+// clientCAs, clients must present a certificate that chains to one of them
+// (mTLS); allowedNames, if not empty, further requires the certificate's
+// common name or one of its DNS, email or URI names to be listed.
+func ServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool, allowedNames []string) *tls.Config {
+	c := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{ALPN},
 	}
+	if clientCAs != nil {
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.ClientCAs = clientCAs
+		if len(allowedNames) > 0 {
+			c.VerifyConnection = func(cs tls.ConnectionState) error {
+				leaf := cs.PeerCertificates[0]
+				for _, n := range CertificateNames(leaf) {
+					if slices.Contains(allowedNames, n) {
+						return nil
+					}
+				}
+				return fmt.Errorf("client certificate %q is not in the server's --client-allowed-names", leaf.Subject.String())
+			}
+		}
+	}
+	return c
 }
 
-// ClientTLSConfig returns the TLS configuration of a quicport client. It does
-// not validate the certificate chain: the certificate is self-signed and
-// pinned by TOFU after the handshake. crypto/tls still verifies that the
-// server holds the certificate's key (CertificateVerify).
-func ClientTLSConfig(serverName string) *tls.Config {
-	return &tls.Config{
+// CertificateNames returns a certificate's common name and its DNS, email
+// and URI subject alternative names.
+func CertificateNames(c *x509.Certificate) []string {
+	names := []string{}
+	if c.Subject.CommonName != "" {
+		names = append(names, c.Subject.CommonName)
+	}
+	names = append(names, c.DNSNames...)
+	names = append(names, c.EmailAddresses...)
+	for _, u := range c.URIs {
+		names = append(names, u.String())
+	}
+	return names
+}
+
+// ClientTLSConfig returns the TLS configuration of a quicport client.
+// Without serverCA it does not validate the certificate chain: the
+// certificate is self-signed and pinned by TOFU after the handshake, and
+// crypto/tls still verifies that the server holds the certificate's key
+// (CertificateVerify). With serverCA the server must present a certificate
+// for serverName that chains to it. clientCert, if set, is presented for
+// mTLS.
+func ClientTLSConfig(serverName string, clientCert *tls.Certificate, serverCA *x509.CertPool) *tls.Config {
+	c := &tls.Config{
 		ServerName:         serverName,
-		InsecureSkipVerify: true,
+		InsecureSkipVerify: serverCA == nil,
+		RootCAs:            serverCA,
 		MinVersion:         tls.VersionTLS13,
 		NextProtos:         []string{ALPN},
 		VerifyConnection: func(cs tls.ConnectionState) error {
@@ -163,4 +202,38 @@ func ClientTLSConfig(serverName string) *tls.Config {
 			return nil
 		},
 	}
+	if clientCert != nil {
+		c.Certificates = []tls.Certificate{*clientCert}
+	}
+	return c
+}
+
+// LoadKeyPair loads a PEM certificate (chain) and its PEM private key,
+// refusing a key file that other users can read.
+func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("TLS key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return tls.Certificate{}, fmt.Errorf("TLS key %s has mode %04o and is readable by other users; run: chmod 600 %s", keyFile, fi.Mode().Perm(), keyFile)
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("load %s and %s: %w", certFile, keyFile, err)
+	}
+	return c, nil
+}
+
+// LoadCAPool reads PEM CA certificates.
+func LoadCAPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }

@@ -12,7 +12,7 @@ const (
 	DefaultIdleTimeout = 10 * time.Second
 	// MaxStreams is how many tunneled connections one session may have
 	// open at once in each direction.
-	MaxStreams = 10000
+	MaxStreams = 16384
 )
 
 // QUICConfig returns the QUIC settings of a quicport endpoint. Zero

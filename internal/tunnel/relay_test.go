@@ -24,13 +24,13 @@ func quicPair(tb testing.TB) (client, server *quic.Stream) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(cert), QUICConfig(0, 0))
+	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(cert, nil, nil), QUICConfig(0, 0))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
 	ctx := context.Background()
-	cconn, err := quic.DialAddr(ctx, ln.Addr().String(), tlsid.ClientTLSConfig("localhost"), QUICConfig(0, 0))
+	cconn, err := quic.DialAddr(ctx, ln.Addr().String(), tlsid.ClientTLSConfig("localhost", nil, nil), QUICConfig(0, 0))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -20,6 +20,8 @@ const (
 	// flowQueue bounds the datagrams waiting for one flow's stream; beyond
 	// it datagrams are dropped, as a congested UDP path would.
 	flowQueue = 256
+	// batchBytes is how much queued datagram data one stream write carries.
+	batchBytes = 64 << 10
 )
 
 // UDPListener turns datagrams arriving on a socket into virtual
@@ -180,7 +182,18 @@ loop:
 		case <-done:
 			break loop
 		case p := <-f.out:
+			// Frame whatever else is already queued too, so a burst of
+			// datagrams costs one stream write, not one each.
 			frame, _ = proto.AppendDatagram(frame[:0], p)
+		batch:
+			for len(frame) < batchBytes {
+				select {
+				case p := <-f.out:
+					frame, _ = proto.AppendDatagram(frame, p)
+				default:
+					break batch
+				}
+			}
 			if _, err := st.Write(frame); err != nil {
 				reason = proto.ReasonError
 				break loop

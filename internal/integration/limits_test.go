@@ -1,0 +1,205 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/server"
+	"github.com/quicport/quicport/internal/testutil"
+	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
+)
+
+// badHandshake connects from 127.0.0.2 and authenticates with a wrong PSK.
+func badHandshake(ctx context.Context, server *net.UDPAddr) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		return
+	}
+	defer udp.Close()
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := tr.Dial(ctx, server, tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	if err != nil {
+		return // refused before the handshake: the cheap path
+	}
+	defer conn.CloseWithError(0, "")
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return
+	}
+	st.SetDeadline(time.Now().Add(5 * time.Second))
+	binding, _ := auth.Binding(conn.ConnectionState().TLS)
+	auth.Client(st, binding, auth.ClientConfig{PSK: auth.PSK("wrong")})
+}
+
+func connectTime(t *testing.T, cfg client.Config) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c, err := testutil.TryClient(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(start)
+	c.Stop()
+	return d
+}
+
+func medianDuration(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// 2,000 handshakes with bad credentials while a good client connects and
+// moves 64 MiB: the good client succeeds, connects about as fast as
+// without the flood, and the server's memory returns to its baseline.
+func TestFloodOfBadHandshakes(t *testing.T) {
+	if c, err := net.ListenPacket("udp", "127.0.0.2:0"); err != nil {
+		t.Skipf("127.0.0.2 unusable: %v", err)
+	} else {
+		c.Close()
+	}
+	cr := credentials(t)[0]
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+	echo := testutil.EchoServer(t)
+	cfg := client.Config{
+		Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+	}
+	var unloaded []time.Duration
+	for range 5 {
+		unloaded = append(unloaded, connectTime(t, cfg))
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+
+	serverAddr, _ := net.ResolveUDPAddr("udp", srv.AddrString())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	attempts := make(chan struct{}, 2000)
+	for range 2000 {
+		attempts <- struct{}{}
+	}
+	close(attempts)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range attempts {
+				badHandshake(ctx, serverAddr)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // the flood is under way
+
+	var loaded []time.Duration
+	for range 5 {
+		loaded = append(loaded, connectTime(t, cfg))
+	}
+	c := testutil.StartClient(t, cfg)
+	if err := testutil.EchoCheck(c.Ready.LocalListen.String(), 32<<20, 7); err != nil { // 32 MiB each way
+		t.Fatalf("good client during the flood: %v", err)
+	}
+	c.Stop()
+	wg.Wait()
+
+	st := srv.Stats()
+	t.Logf("connect p50 unloaded %v, during the flood %v; %d failures authenticated, %d refused cheaply",
+		medianDuration(unloaded), medianDuration(loaded), st.AuthFailed, st.SourcesRefused)
+	// 2x, with a floor for scheduler noise on a small machine.
+	if limit := max(2*medianDuration(unloaded), 20*time.Millisecond); medianDuration(loaded) > limit {
+		t.Errorf("connect time during the flood %v exceeds %v", medianDuration(loaded), limit)
+	}
+	if st.SourcesRefused < 1500 {
+		t.Errorf("only %d of 2000 bad attempts were refused before the handshake", st.SourcesRefused)
+	}
+	if st.AuthSuccess != 11 {
+		t.Errorf("AuthSuccess = %d, want the 11 good sessions", st.AuthSuccess)
+	}
+	// Memory and goroutines return to the baseline.
+	waitFor(t, func() bool { return runtime.NumGoroutine() <= goroutines+5 }, "goroutines to return to the baseline")
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 8<<20 {
+		t.Errorf("heap grew by %d KiB over the flood", grown>>10)
+	}
+}
+
+func TestSessionLimits(t *testing.T) {
+	serverKey, clientKey := testutil.Key(t), testutil.Key(t)
+	echo := testutil.EchoServer(t)
+	srv := testutil.StartServer(t, server.Config{
+		Auth:               auth.ServerConfig{PrivateKey: serverKey, AuthorizedKeys: []auth.AuthorizedKey{{Key: clientKey.Public()}}},
+		MaxConnsPerSession: 2, MaxSessionsPerKey: 1, BandwidthLimit: 1 << 20,
+	})
+	cfg := client.Config{
+		Server: srv.AddrString(), TOFU: testutil.KnownHosts(t),
+		Auth:    auth.ClientConfig{PrivateKey: clientKey, ServerKey: serverKey.Public()},
+		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+	}
+	c := testutil.StartClient(t, cfg)
+	entry := c.Ready.LocalListen.String()
+
+	// One key, one session.
+	_, err := testutil.TryClient(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "already has 1 sessions") {
+		t.Fatalf("second session of the key: %v", err)
+	}
+
+	// Two connections at once, not three.
+	var held []net.Conn
+	for range 2 {
+		conn, err := net.Dial("tcp", entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write([]byte("x"))
+		io.ReadFull(conn, make([]byte, 1))
+		held = append(held, conn)
+	}
+	third, err := net.Dial("tcp", entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third.Write([]byte("x"))
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := third.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a third connection got through a limit of 2")
+	}
+	third.Close()
+	if got := srv.Stats().ConnectionsRefused; got != 1 {
+		t.Errorf("ConnectionsRefused = %d, want 1", got)
+	}
+	for _, h := range held {
+		h.Close()
+	}
+
+	// 1 MiB/s: 3 MiB each way take at least two seconds.
+	waitFor(t, func() bool { return srv.Stats().ConnectionsActive == 0 }, "held connections to end")
+	start := time.Now()
+	if err := testutil.EchoCheck(entry, 3<<20, 8); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("3 MiB through a 1 MiB/s limit took %v", d)
+	}
+}
