@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/testutil"
 )
@@ -354,4 +355,29 @@ func wrongCredentials(args []string) []string {
 		}
 	}
 	return out
+}
+
+func TestAuditVerifyCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		l.Record(audit.Event{Type: "forward_open", Fields: map[string]any{"n": i}})
+	}
+	l.Close()
+	run := func() (int, string, string) {
+		var out, errb bytes.Buffer
+		code := Run(context.Background(), []string{"audit", "verify", path}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb}, os.Getenv)
+		return code, out.String(), errb.String()
+	}
+	if code, out, _ := run(); code != 0 || !strings.Contains(out, "4 lines, hash chain intact") {
+		t.Fatalf("intact log: exit %d, %q", code, out)
+	}
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, bytes.Replace(b, []byte(`"n":1`), []byte(`"n":7`), 1), 0o600)
+	if code, _, errOut := run(); code != 1 || !strings.Contains(errOut, "line 3: line 2 was edited") {
+		t.Fatalf("edited log: exit %d, %q", code, errOut)
+	}
 }
