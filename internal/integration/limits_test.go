@@ -217,3 +217,65 @@ func TestSessionLimits(t *testing.T) {
 		t.Errorf("3 MiB through a 1 MiB/s limit took %v", d)
 	}
 }
+
+// Connections that have not authenticated are capped; new tunneled
+// connections are rate limited per session.
+func TestUnauthenticatedCapAndConnRate(t *testing.T) {
+	cr := credentials(t)[0]
+	echo := testutil.EchoServer(t)
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server, MaxUnauthenticated: 2, ConnRate: 5})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var idle []*quic.Conn
+	for range 2 {
+		conn, err := quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseWithError(0, "")
+		idle = append(idle, conn)
+	}
+	waitFor(t, func() bool { return srv.Stats().Authenticating == 2 }, "two connections to be authenticating")
+	third, err := quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-third.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("a third unauthenticated connection was kept with a cap of 2")
+	}
+	if !strings.Contains(context.Cause(third.Context()).Error(), "too many connections authenticating") {
+		t.Errorf("close reason = %v", context.Cause(third.Context()))
+	}
+	for _, c := range idle {
+		c.CloseWithError(0, "")
+	}
+	// Once those are gone, a real client gets in.
+	waitFor(t, func() bool {
+		c, err := testutil.TryClient(t, client.Config{
+			Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+			Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+		})
+		if err != nil {
+			return false
+		}
+		defer c.Stop()
+		// 5 new connections per second, bursts of 10: of 30 opened at
+		// once, some are refused, and the session is otherwise fine.
+		refusedBefore := srv.Stats().ConnectionsRefused
+		for range 30 {
+			conn, err := net.Dial("tcp", c.Ready.LocalListen.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+		}
+		waitFor(t, func() bool { return srv.Stats().ConnectionsRefused-refusedBefore >= 15 }, "the connection rate limit to refuse")
+		time.Sleep(time.Second) // the bucket refills
+		if err := testutil.EchoCheck(c.Ready.LocalListen.String(), 64<<10, 1); err != nil {
+			t.Fatalf("after the burst: %v", err)
+		}
+		return true
+	}, "a good client after the unauthenticated connections left")
+}

@@ -132,6 +132,7 @@ type Stats struct {
 	ForwardsDenied          uint64
 	SourcesRefused          uint64 // connections refused for failed-auth budget or busy
 	ConnectionsRefused      uint64 // tunneled connections over a session's limits
+	Authenticating          int64  // connections not yet authenticated
 	BytesSent, BytesRecv    uint64 // to clients, from clients (tunneled payload)
 }
 
@@ -260,6 +261,7 @@ func (s *Server) Stats() Stats {
 		ForwardsDenied:     s.deniedForwards.Load(),
 		SourcesRefused:     s.refusedSources.Load(),
 		ConnectionsRefused: s.refusedConns.Load(),
+		Authenticating:     s.unauth.Load(),
 		BytesSent:          s.bytesSent.Load(),
 		BytesRecv:          s.bytesRcv.Load(),
 	}
@@ -293,6 +295,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	s.ln.Close()
+	s.audit("shutdown", "listen", s.ln.Addr().String(), "sessions", s.sessions.Load())
 	s.wg.Wait()
 	return acceptErr
 }
@@ -393,7 +396,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 
 	s.sessions.Add(1)
 	defer s.sessions.Add(-1)
-	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, deadline: deadline, policy: s.policy(peer), remote: conn.RemoteAddr().String()}
+	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), remote: conn.RemoteAddr().String()}
 	sess.serve(ctx)
 }
 

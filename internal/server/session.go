@@ -25,13 +25,12 @@ import (
 // session serves one authenticated client: its single forward and the
 // tunneled connections of that forward.
 type session struct {
-	srv      *Server
-	conn     *quic.Conn
-	ctrl     *quic.Stream
-	log      *slog.Logger
-	deadline time.Time // for the forward request
-	policy   permit.Policy
-	remote   string // the client's address, for the audit log
+	srv    *Server
+	conn   *quic.Conn
+	ctrl   *quic.Stream
+	log    *slog.Logger
+	policy permit.Policy
+	remote string // the client's address, for the audit log
 
 	active      atomic.Int64  // tunneled TCP connections
 	connRate    *rate.Limiter // new tunneled connections
