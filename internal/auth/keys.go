@@ -113,7 +113,11 @@ func decodeKey(s string) ([KeySize]byte, error) {
 	if len(s) != base64.StdEncoding.EncodedLen(KeySize) {
 		return k, fmt.Errorf("want 44 characters of base64 (32 bytes, as `quicport keygen` or `wg genkey` print), got %d characters", len(s))
 	}
-	n, err := base64.StdEncoding.Decode(k[:], []byte(s))
+	// 44 characters without padding decode to 33 bytes: decode into a
+	// buffer sized for the input, then insist on exactly 32.
+	buf := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(buf, []byte(s))
+	copy(k[:], buf)
 	if err != nil || n != KeySize {
 		return k, fmt.Errorf("not valid base64 of 32 bytes (as `quicport keygen` or `wg genkey` print)")
 	}

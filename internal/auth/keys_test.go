@@ -120,3 +120,15 @@ func FuzzParseAuthorizedKeys(f *testing.F) {
 		}
 	})
 }
+
+// Found by FuzzParseAuthorizedKeys: 44 base64 characters without padding
+// decode to 33 bytes and used to overflow the 32-byte key.
+func TestParseKeyUnpadded44(t *testing.T) {
+	s := strings.Repeat("A", 44)
+	if _, err := ParsePublicKey(s); err == nil {
+		t.Fatal("accepted 44 characters that decode to 33 bytes")
+	}
+	if _, err := ParsePrivateKey(s); err == nil {
+		t.Fatal("accepted 44 characters that decode to 33 bytes")
+	}
+}
