@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -182,5 +183,66 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rawSession is an authenticated session driven by hand, to watch the
+// control stream.
+func rawSession(t *testing.T, srv *testutil.Server, psk auth.PSK) (*quic.Conn, *quic.Stream, *proto.Reader) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binding, _ := auth.Binding(conn.ConnectionState().TLS)
+	if err := auth.Client(st, binding, auth.ClientConfig{PSK: psk}); err != nil {
+		t.Fatal(err)
+	}
+	return conn, st, proto.NewReader(st)
+}
+
+// The server reports the end of each tunneled connection with
+// ConnectionClose: normal after a clean end, refused when the destination
+// could not be reached.
+func TestConnectionCloseMessages(t *testing.T) {
+	psk := auth.PSK("connection-close-test-psk")
+	srv := testutil.StartServer(t, server.Config{Auth: auth.ServerConfig{PSK: psk}})
+	echo := testutil.EchoServer(t)
+	closed := testutil.FreePort(t) // nothing listens there
+	for _, tt := range []struct {
+		dest string
+		want proto.CloseReason
+	}{{echo, proto.ReasonNormal}, {"127.0.0.1:" + testutil.Itoa(closed), proto.ReasonRefused}} {
+		conn, ctrl, r := rawSession(t, srv, psk)
+		if err := proto.Write(ctrl, proto.LocalForwardRequest{Protocol: proto.TCP, Destination: tt.dest, LocalSource: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if m, err := r.Read(); err != nil || m.(proto.ForwardResponse).Status != proto.StatusSuccess {
+			t.Fatalf("forward response: %v, %v", m, err)
+		}
+		proto.Write(ctrl, proto.NewConnection{ConnID: 42, Protocol: proto.TCP})
+		st, err := conn.OpenStreamSync(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		proto.WriteStreamHeader(st, 42)
+		st.Write([]byte("hello"))
+		st.Close()
+		io.ReadAll(st) // the echo, or the reset
+		m, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cc, ok := m.(proto.ConnectionClose); !ok || cc.ConnID != 42 || cc.Reason != tt.want {
+			t.Errorf("destination %s: got %#v, want ConnectionClose{42, %v}", tt.dest, m, tt.want)
+		}
 	}
 }
