@@ -4,8 +4,10 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -172,5 +174,57 @@ func TestAbortedTransfersDoNotWedge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// After many tunneled connections close, goroutines and heap return to
+// where they were: nothing per connection outlives it.
+func TestNoGrowthAfterConnectionsClose(t *testing.T) {
+	cr := credentials(t)[0]
+	entry, srv := setup(t, false, cr)
+	measure := func() (int, uint64) {
+		var ms runtime.MemStats
+		for range 3 {
+			runtime.GC()
+		}
+		runtime.ReadMemStats(&ms)
+		return runtime.NumGoroutine(), ms.HeapInuse
+	}
+	round := func() {
+		var conns []net.Conn
+		for range 1000 {
+			c, err := net.Dial("tcp", entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			c.Write([]byte("x"))
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		waitFor(t, func() bool { return srv.Stats().ConnectionsActive == 0 }, "all connections to end")
+	}
+	round() // warm up pools and maps
+	time.Sleep(time.Second)
+	g0, h0 := measure()
+	for range 2 {
+		round()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		g, h := measure()
+		if (g <= g0+2 && h <= h0+2<<20) || time.Now().After(deadline) {
+			if g > g0+2 || h > h0+2<<20 {
+				t.Fatalf("after 2,000 more connections: %d goroutines (was %d), heap %d KiB (was %d KiB)", g, g0, h>>10, h0>>10)
+			}
+			t.Logf("goroutines %d -> %d, heap %d -> %d KiB", g0, g, h0>>10, h>>10)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
