@@ -121,7 +121,7 @@ func (e *env) startQuicportServer() error {
 	// The scale scenario opens 10,000 connections and 500 sessions as fast
 	// as it can: lift the connection rate and handshake limits, which are
 	// not what is measured.
-	cmd := exec.Command(e.quicport, "--log-level", "warn", "server", "--listen", e.qpServer, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
+	cmd := exec.Command(e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", e.qpServer, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
 	cmd.Env = e.quicportEnv()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -138,7 +138,7 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) string {
 func TestServerAutoPSK(t *testing.T) {
 	home := t.TempDir()
 	env := map[string]string{"XDG_CONFIG_HOME": filepath.Join(home, "config"), "XDG_DATA_HOME": filepath.Join(home, "data")}
-	srv := start(t, env, "server", "--listen", "127.0.0.1:0")
+	srv := start(t, env, "server", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0")
 	listening := srv.waitLog("quicport server listening")
 	pskPath := filepath.Join(home, "config", "quicport", "psk")
 	fi, err := os.Stat(pskPath)
@@ -182,7 +182,7 @@ func TestServerAutoPSK(t *testing.T) {
 	}
 
 	// The second start reuses the file.
-	srv2 := start(t, env, "server", "--listen", "127.0.0.1:0")
+	srv2 := start(t, env, "server", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0")
 	srv2.waitLog("quicport server listening")
 	if again, _ := os.ReadFile(pskPath); !bytes.Equal(again, psk) {
 		t.Error("server replaced the existing PSK")
@@ -204,7 +204,7 @@ func TestX25519FromEnvironment(t *testing.T) {
 		"XDG_CONFIG_HOME":              filepath.Join(dir, "config"),
 		"QUICPORT_PRIVKEY_FILE":        filepath.Join(dir, "server.key"),
 		"QUICPORT_CLIENT_PUBKEYS_FILE": filepath.Join(dir, "authorized_keys"),
-	}, "server", "-l", "127.0.0.1:0")
+	}, "server", "--api-listen", "127.0.0.1:0", "-l", "127.0.0.1:0")
 	listening := srv.waitLog("quicport server listening")
 	if listening["auth"] != "x25519" || listening["pubkey"] != serverKey.Public().String() {
 		t.Fatalf("start-up line %v, want x25519 and the server's public key", listening)
@@ -315,7 +315,7 @@ func TestNoSecretsInOutputAtDebugLevel(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			env := map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, m.name, "c"), "XDG_DATA_HOME": filepath.Join(dir, m.name, "d")}
-			srv := start(t, env, append([]string{"--log-level", "debug", "server", "-l", "127.0.0.1:0"}, m.serverArgs...)...)
+			srv := start(t, env, append([]string{"--log-level", "debug", "server", "--api-listen", "127.0.0.1:0", "-l", "127.0.0.1:0"}, m.serverArgs...)...)
 			listen := srv.waitLog("quicport server listening")["listen"].(string)
 			cl := start(t, env, append([]string{"--log-level", "debug", "client", "-s", listen, "--accept-new-host", "-L", "127.0.0.1:0", "-R", echo}, m.clientArgs...)...)
 			ready := cl.waitLog("forward established")

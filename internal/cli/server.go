@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
@@ -28,6 +33,8 @@ func (a *app) serverCommand() *cobra.Command {
 		permitOpen     string
 		auditLog       string
 		tf             tlsFlags
+		apiListen      string
+		noAPI          bool
 		limits         = server.Config{
 			MaxUnauthenticated: server.DefaultMaxUnauthenticated,
 			AuthFailureBurst:   server.DefaultAuthFailureBurst,
@@ -131,9 +138,20 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 				return fmt.Errorf("server identity: %w", err)
 			}
 			cert := cfg.Certificate
+			var hist prometheus.Histogram // set before Serve starts
+			cfg.ObserveHandshake = func(d time.Duration) { hist.Observe(d.Seconds()) }
 			srv, err := server.Listen(cfg)
 			if err != nil {
 				return err
+			}
+			reg, h := metrics.Registry(srv)
+			hist = h
+			var apiSrv *api.Server
+			if !noAPI {
+				if apiSrv, err = api.Listen(apiListen, srv, reg, log); err != nil {
+					srv.Close()
+					return err
+				}
 			}
 			method := policy.Method().String()
 			if clientCAs != nil && policy.Method() != 0 {
@@ -145,8 +163,16 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
+			if apiSrv != nil {
+				attrs = append(attrs, "api", apiSrv.Addr().String())
+			}
 			log.Info("quicport server listening", attrs...)
-			err = srv.Serve(cmd.Context())
+			g, ctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error { return srv.Serve(ctx) })
+			if apiSrv != nil {
+				g.Go(func() error { return apiSrv.Serve(ctx) })
+			}
+			err = g.Wait()
 			log.Info("quicport server stopped")
 			return err
 		},
@@ -165,6 +191,8 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	fs.Var(byteRate{&limits.BandwidthLimit}, "bandwidth-limit", "bytes per second per session in each direction, e.g. 50M (default: unlimited)")
 	fs.IntVar(&limits.MaxSessionsPerKey, "max-sessions-per-key", limits.MaxSessionsPerKey, "most concurrent sessions per X25519 client key; -1 = unlimited")
 	tf.registerServer(cmd)
+	fs.StringVar(&apiListen, "api-listen", api.DefaultListen, "HTTP API address: /healthcheck, /metrics (Prometheus), /api/v1/status")
+	fs.BoolVar(&noAPI, "no-api", false, "do not start the HTTP API")
 	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)
 	udp.register(cmd)

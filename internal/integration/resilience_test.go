@@ -270,7 +270,7 @@ func TestSignals(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "QUICPORT_PSK=signals-test-psk"}
 	// Both ends use a 2 s idle timeout, so a vanished peer is noticed fast.
-	srv := testutil.StartProcess(t, quicportBin, env, "server", "--listen", "127.0.0.1:0", "--quic-idle-timeout", "2")
+	srv := testutil.StartProcess(t, quicportBin, env, "server", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--quic-idle-timeout", "2")
 	listen := srv.WaitLog("quicport server listening", 1, 20*time.Second)["listen"].(string)
 	echo := testutil.EchoServer(t)
 	port := testutil.Itoa(testutil.FreePort(t))
@@ -344,7 +344,7 @@ func TestSignals(t *testing.T) {
 		if c.Exited() {
 			t.Fatal("client exited when the server shut down")
 		}
-		srv2 := testutil.StartProcess(t, quicportBin, env, "server", "--listen", listen)
+		srv2 := testutil.StartProcess(t, quicportBin, env, "server", "--api-listen", "127.0.0.1:0", "--listen", listen)
 		srv2.WaitLog("quicport server listening", 1, 20*time.Second)
 		c.WaitLog("forward established", 2, 30*time.Second)
 		if err := testutil.EchoCheck("127.0.0.1:"+port, 1<<20, 6); err != nil {

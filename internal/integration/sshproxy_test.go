@@ -146,7 +146,7 @@ func TestSSHProxyWithOpenSSH(t *testing.T) {
 	psk := filepath.Join(dir, "psk")
 	os.WriteFile(psk, []byte("ssh-proxy-test-psk-0123456789\n"), 0o600)
 	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")}
-	srv := testutil.StartProcess(t, quicportBin, env, "server", "--listen", "127.0.0.1:0", "--psk-file", psk)
+	srv := testutil.StartProcess(t, quicportBin, env, "server", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--psk-file", psk)
 	listen := srv.WaitLog("quicport server listening", 1, 20*time.Second)["listen"].(string)
 
 	proxy := fmt.Sprintf("%s ssh-proxy --server %s --psk-file %s --accept-new-host --remote-destination %%p", quicportBin, listen, psk)
@@ -198,7 +198,7 @@ func TestSSHProxyExitCodes(t *testing.T) {
 	psk := filepath.Join(dir, "psk")
 	os.WriteFile(psk, []byte("exit-code-test-psk\n"), 0o600)
 	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")}
-	srv := testutil.StartProcess(t, quicportBin, env, "server", "--listen", "127.0.0.1:0", "--psk-file", psk)
+	srv := testutil.StartProcess(t, quicportBin, env, "server", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--psk-file", psk)
 	listen := srv.WaitLog("quicport server listening", 1, 20*time.Second)["listen"].(string)
 	echo := testutil.EchoServer(t)
 

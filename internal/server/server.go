@@ -80,6 +80,9 @@ type Config struct {
 	// MaxSessionsPerKey caps concurrent sessions of one X25519 key or
 	// certificate subject (default 16; negative = unlimited).
 	MaxSessionsPerKey int
+	// ObserveHandshake, if set, is called with the time from a connection's
+	// acceptance to its successful authentication (for a histogram).
+	ObserveHandshake func(time.Duration)
 	// Audit, if set, receives security events.
 	Audit *audit.Log
 	// Logger receives the server's logs (nil discards them).
@@ -125,15 +128,18 @@ func (c *Config) setDefaults() {
 // Stats are the server's counters since start.
 type Stats struct {
 	AuthSuccess, AuthFailed uint64
-	SessionsActive          int64
-	ConnectionsTotal        uint64
-	ConnectionsActive       int64
-	UDPFlowsActive          int64
-	ForwardsDenied          uint64
-	SourcesRefused          uint64 // connections refused for failed-auth budget or busy
-	ConnectionsRefused      uint64 // tunneled connections over a session's limits
-	Authenticating          int64  // connections not yet authenticated
-	BytesSent, BytesRecv    uint64 // to clients, from clients (tunneled payload)
+	// AuthSuccessBy and AuthFailedBy split the above by method (a failure
+	// counts under the server's method).
+	AuthSuccessBy, AuthFailedBy map[auth.Method]uint64
+	SessionsActive              int64
+	ConnectionsTotal            uint64
+	ConnectionsActive           int64
+	UDPFlowsActive              int64
+	ForwardsDenied              uint64
+	SourcesRefused              uint64 // connections refused for failed-auth budget or busy
+	ConnectionsRefused          uint64 // tunneled connections over a session's limits
+	Authenticating              int64  // connections not yet authenticated
+	BytesSent, BytesRecv        uint64 // to clients, from clients (tunneled payload)
 }
 
 // Server serves quicport clients. Create it with Listen, run it with Serve.
@@ -151,7 +157,13 @@ type Server struct {
 
 	wg sync.WaitGroup // sessions
 
-	authOK, authFailed  atomic.Uint64
+	authOK, authFailed atomic.Uint64
+	okBy, failBy       [4]atomic.Uint64 // by auth.Method
+	serving            atomic.Bool
+	started            time.Time
+
+	sessMu              sync.Mutex
+	sessList            map[*session]struct{}
 	sessions            atomic.Int64
 	connsTotal          atomic.Uint64
 	connsActive         atomic.Int64
@@ -187,7 +199,7 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, keyRules: keyRules,
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
 	perConn := qc.Clone() // what every accepted connection uses
@@ -254,6 +266,8 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		AuthSuccess:        s.authOK.Load(),
 		AuthFailed:         s.authFailed.Load(),
+		AuthSuccessBy:      byMethod(&s.okBy),
+		AuthFailedBy:       byMethod(&s.failBy),
 		SessionsActive:     s.sessions.Load(),
 		ConnectionsTotal:   s.connsTotal.Load(),
 		ConnectionsActive:  s.connsActive.Load(),
@@ -280,6 +294,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	defer stopPrune()
 	var acceptErr error
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 	for {
 		conn, err := s.ln.Accept(ctx)
 		if err != nil {
@@ -294,11 +310,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.handle(ctx, conn)
 		}()
 	}
+	s.serving.Store(false)
 	s.ln.Close()
 	s.audit("shutdown", "listen", s.ln.Addr().String(), "sessions", s.sessions.Load())
 	s.wg.Wait()
 	return acceptErr
 }
+
+// Close releases the socket of a server that will not Serve.
+func (s *Server) Close() { s.closeTransport() }
 
 func (s *Server) closeTransport() {
 	s.ln.Close()
@@ -308,6 +328,7 @@ func (s *Server) closeTransport() {
 
 // handle authenticates one QUIC connection and serves its session.
 func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
+	accepted := time.Now()
 	log := s.log.With("peer", conn.RemoteAddr().String())
 	if s.unauth.Add(1) > int64(s.cfg.MaxUnauthenticated) {
 		s.unauth.Add(-1)
@@ -324,6 +345,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 	cancel()
 	if err != nil {
 		s.authFailed.Add(1)
+		s.failBy[s.cfg.Auth.Method()].Add(1)
 		reason := "no authentication stream within the deadline"
 		var ae *quic.ApplicationError
 		if errors.As(err, &ae) && ae.Remote {
@@ -345,6 +367,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 	peer, err := auth.Server(ctrl, binding, s.cfg.Auth)
 	if err != nil {
 		s.authFailed.Add(1)
+		s.failBy[s.cfg.Auth.Method()].Add(1)
 		reason := "authentication failed"
 		var re *auth.RejectedError
 		if errors.As(err, &re) {
@@ -369,6 +392,10 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		peer.Subject = certs[0].Subject.String()
 	}
 	s.authOK.Add(1)
+	s.okBy[peer.Method].Add(1)
+	if s.cfg.ObserveHandshake != nil {
+		s.cfg.ObserveHandshake(time.Since(accepted))
+	}
 	authDone()
 	if id := peer.Identity(); id != "" {
 		if !s.perKey.acquire(id, s.cfg.MaxSessionsPerKey) {
@@ -396,7 +423,15 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 
 	s.sessions.Add(1)
 	defer s.sessions.Add(-1)
-	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), remote: conn.RemoteAddr().String()}
+	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), remote: conn.RemoteAddr().String(), peer: peer, since: time.Now()}
+	s.sessMu.Lock()
+	s.sessList[sess] = struct{}{}
+	s.sessMu.Unlock()
+	defer func() {
+		s.sessMu.Lock()
+		delete(s.sessList, sess)
+		s.sessMu.Unlock()
+	}()
 	sess.serve(ctx)
 }
 
@@ -417,4 +452,45 @@ func (s *Server) audit(event string, kv ...any) {
 	if err := s.cfg.Audit.Record(audit.Event{Type: event, Fields: fields}); err != nil {
 		s.log.Error("audit log", "err", err)
 	}
+}
+
+func byMethod(a *[4]atomic.Uint64) map[auth.Method]uint64 {
+	m := map[auth.Method]uint64{}
+	for i := range a {
+		m[auth.Method(i)] = a[i].Load()
+	}
+	return m
+}
+
+// Serving reports whether the server is accepting clients.
+func (s *Server) Serving() bool { return s.serving.Load() }
+
+// Started returns when the server was created.
+func (s *Server) Started() time.Time { return s.started }
+
+// SessionInfo describes one authenticated session, for the status API.
+type SessionInfo struct {
+	Peer          string    `json:"peer"`
+	Method        string    `json:"method"`
+	Identity      string    `json:"identity,omitempty"`
+	Forward       string    `json:"forward"`
+	Since         time.Time `json:"since"`
+	Connections   int64     `json:"active_connections"`
+	BytesSent     uint64    `json:"bytes_sent"`
+	BytesReceived uint64    `json:"bytes_received"`
+}
+
+// Sessions returns the authenticated sessions.
+func (s *Server) Sessions() []SessionInfo {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	out := make([]SessionInfo, 0, len(s.sessList))
+	for ss := range s.sessList {
+		fwd, _ := ss.forward.Load().(string)
+		out = append(out, SessionInfo{
+			Peer: ss.remote, Method: ss.peer.Method.String(), Identity: ss.peer.Identity(), Forward: fwd,
+			Since: ss.since, Connections: ss.active.Load(), BytesSent: ss.bytesSent.Load(), BytesReceived: ss.bytesRcv.Load(),
+		})
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"golang.org/x/time/rate"
 
+	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tunnel"
@@ -31,6 +32,11 @@ type session struct {
 	log    *slog.Logger
 	policy permit.Policy
 	remote string // the client's address, for the audit log
+	peer   auth.Peer
+	since  time.Time
+
+	forward             atomic.Value // string: the forward, once set up
+	bytesSent, bytesRcv atomic.Uint64
 
 	active      atomic.Int64  // tunneled TCP connections
 	connRate    *rate.Limiter // new tunneled connections
@@ -165,6 +171,7 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	}
 	log = log.With("listen", ln.Addr().String())
 	ss.log = log
+	ss.forward.Store(fmt.Sprintf("remote %s/tcp -> %s", ln.Addr(), req.LocalDestination))
 	log.Info("remote forward open")
 	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", ln.Addr().String(), "protocol", "tcp")
 	ss.respond(ctx, true, proto.StatusSuccess, ln.Addr().String())
@@ -206,6 +213,7 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 	}
 	log = log.With("listen", pc.LocalAddr().String())
 	ss.log = log
+	ss.forward.Store(fmt.Sprintf("remote %s/udp -> %s", pc.LocalAddr(), req.LocalDestination))
 	log.Info("remote forward open")
 	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", pc.LocalAddr().String(), "protocol", "udp")
 	ss.respond(ctx, true, proto.StatusSuccess, pc.LocalAddr().String())
@@ -339,6 +347,8 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 	stats, err := tunnel.Relay(tc, ts)
 	srv.bytesSent.Add(uint64(stats.ToStream))
 	srv.bytesRcv.Add(uint64(stats.FromStream))
+	ss.bytesSent.Add(uint64(stats.ToStream))
+	ss.bytesRcv.Add(uint64(stats.FromStream))
 	reason := proto.ReasonNormal
 	if err != nil {
 		reason = proto.ReasonError
@@ -363,6 +373,7 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 		return nil
 	}
 	ss.log = log
+	ss.forward.Store(fmt.Sprintf("local %s -> %s/%v", req.LocalSource, req.Destination, req.Protocol))
 	log.Info("local forward open")
 	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "local", "destination", req.Destination, "protocol", req.Protocol.String())
 	ss.respond(ctx, false, proto.StatusSuccess, "")

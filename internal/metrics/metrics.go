@@ -1,0 +1,101 @@
+// Package metrics exposes a quicport server's counters to Prometheus. The
+// values are read from the server at scrape time, so they are never out of
+// step with what the server counted; nothing here holds state of its own
+// except the handshake histogram.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/server"
+)
+
+// Source is what the collector reads: a running server.
+type Source interface {
+	Stats() server.Stats
+	Started() time.Time
+	Serving() bool
+}
+
+// Registry returns a registry with quicport's metrics for src, plus the Go
+// runtime and process collectors, and the histogram the server feeds with
+// handshake durations (pass its Observe to server.Config.ObserveHandshake).
+func Registry(src Source) (*prometheus.Registry, prometheus.Histogram) {
+	reg := prometheus.NewRegistry()
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "quicport_handshake_duration_seconds",
+		Help:    "Time from accepting a QUIC connection to its successful authentication",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	})
+	reg.MustRegister(collector{src: src}, hist, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, hist
+}
+
+var (
+	uptime      = desc("quicport_uptime_seconds", "Server uptime in seconds")
+	connsTotal  = desc("quicport_connections_total", "Total number of tunneled connections since server start")
+	connsActive = desc("quicport_connections_active", "Current number of active tunneled connections")
+	bytesSent   = desc("quicport_bytes_sent_total", "Total bytes sent to clients")
+	bytesRecv   = desc("quicport_bytes_received_total", "Total bytes received from clients")
+	authPSKOK   = desc("quicport_auth_psk_success_total", "Total number of successful PSK authentications")
+	authPSKFail = desc("quicport_auth_psk_failed_total", "Total number of failed PSK authentications")
+	authKeyOK   = desc("quicport_auth_x25519_success_total", "Total number of successful X25519 authentications")
+	authKeyFail = desc("quicport_auth_x25519_failed_total", "Total number of failed X25519 authentications")
+	authTLSOK   = desc("quicport_auth_mtls_success_total", "Total number of successful mTLS-only authentications")
+	authTLSFail = desc("quicport_auth_mtls_failed_total", "Total number of failed mTLS-only authentications")
+	sessions    = desc("quicport_sessions_active", "Current number of authenticated client sessions")
+	udpFlows    = desc("quicport_udp_flows_active", "Current number of UDP flows")
+	denied      = desc("quicport_forwards_denied_total", "Forward requests refused by permit rules")
+	refusedSrc  = desc("quicport_connections_refused_before_auth_total", "QUIC connections refused before authentication (failed-auth budget, busy)")
+	refusedConn = desc("quicport_tunneled_connections_refused_total", "Tunneled connections refused by a session's limits")
+	authing     = desc("quicport_connections_authenticating", "QUIC connections that have not authenticated yet")
+	serving     = prometheus.NewDesc("quicport_dataplane_state", "1 for the data plane's current state", []string{"state"}, nil)
+)
+
+func desc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+
+type collector struct{ src Source }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{uptime, connsTotal, connsActive, bytesSent, bytesRecv, authPSKOK, authPSKFail,
+		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, authing, serving} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Stats()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	gauge(uptime, time.Since(c.src.Started()).Seconds())
+	counter(connsTotal, st.ConnectionsTotal)
+	gauge(connsActive, float64(st.ConnectionsActive))
+	counter(bytesSent, st.BytesSent)
+	counter(bytesRecv, st.BytesRecv)
+	counter(authPSKOK, st.AuthSuccessBy[auth.MethodPSK])
+	counter(authPSKFail, st.AuthFailedBy[auth.MethodPSK])
+	counter(authKeyOK, st.AuthSuccessBy[auth.MethodX25519])
+	counter(authKeyFail, st.AuthFailedBy[auth.MethodX25519])
+	counter(authTLSOK, st.AuthSuccessBy[auth.MethodMTLS])
+	counter(authTLSFail, st.AuthFailedBy[auth.MethodMTLS])
+	gauge(sessions, float64(st.SessionsActive))
+	gauge(udpFlows, float64(st.UDPFlowsActive))
+	counter(denied, st.ForwardsDenied)
+	counter(refusedSrc, st.SourcesRefused)
+	counter(refusedConn, st.ConnectionsRefused)
+	gauge(authing, float64(st.Authenticating))
+	active, stopped := 1.0, 0.0
+	if !c.src.Serving() {
+		active, stopped = 0, 1
+	}
+	ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, active, "ACTIVE")
+	ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, stopped, "TERMINATED")
+}
