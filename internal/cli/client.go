@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,25 +13,15 @@ import (
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/proto"
-	"github.com/quicport/quicport/internal/tlsid"
 	"github.com/quicport/quicport/internal/tunnel"
 )
 
 func (a *app) clientCommand() *cobra.Command {
 	var (
-		serverAddr                     string
-		remoteSource, localDest        string
-		localSource, remoteDest        string
-		creds                          credentialFlags
-		serverPubkey, serverPubkeyFile string
-		insecure, acceptNew            bool
-		tf                             tlsFlags
-		reconnect                      bool
-		maxAttempts                    int
-		reconnectDelay                 = time.Second
-		keepAlive                      = tunnel.DefaultKeepAlive
-		idleTimeout                    = tunnel.DefaultIdleTimeout
-		udp                            udpFlags
+		f                       clientFlags
+		remoteSource, localDest string
+		localSource, remoteDest string
+		udp                     udpFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "client",
@@ -68,81 +57,32 @@ terminal asks to confirm its fingerprint; without a terminal pass
 			if err != nil {
 				return err
 			}
-			if err := a.fromEnv(cmd.Flags(), map[string]string{
-				"server-pubkey": "QUICPORT_SERVER_PUBKEY", "server-pubkey-file": "QUICPORT_SERVER_PUBKEY_FILE",
-			}); err != nil {
+			// What to forward is checked before the credentials: it is the
+			// mistake a user most wants to hear about first.
+			if err := f.requireServer("vps.example.com:39000"); err != nil {
 				return err
-			}
-			if err := a.credentialEnv(cmd); err != nil {
-				return err
-			}
-			if serverAddr == "" {
-				return usagef("--server/-s is required: the server's host:port, such as vps.example.com:39000")
 			}
 			fwd, err := parseForward(remoteSource, localDest, localSource, remoteDest)
 			if err != nil {
 				return err
 			}
-			clientCert, err := tf.keyPair()
+			cfg, err := a.clientConfig(cmd, &f, "vps.example.com:39000", a.terminalPrompt())
 			if err != nil {
 				return err
 			}
-			serverCA, err := tf.pool()
-			if err != nil {
-				return err
-			}
-			cc, err := clientCredentials(creds, serverPubkey, serverPubkeyFile, clientCert != nil)
-			if err != nil {
-				return err
-			}
+			cfg.Forward = fwd
 			warnArgv(cmd, log)
-			warnWeakPSK(log, cc.PSK)
-			dataDir, err := a.dataDir()
-			if err != nil {
-				return err
-			}
-			tofu := tlsid.TOFU{
-				KnownHosts: tlsid.KnownHosts{Path: filepath.Join(dataDir, "known_hosts")},
-				AcceptNew:  acceptNew,
-				Out:        a.stdio.Err,
-				Prompt:     a.terminalPrompt(),
-			}
-			if maxAttempts < 0 {
-				return usagef("--reconnect-max-attempts %d: want 0 (unlimited) or more", maxAttempts)
-			}
-			return client.Run(cmd.Context(), client.Config{
-				Server:         serverAddr,
-				Forward:        fwd,
-				Auth:           cc,
-				Insecure:       insecure,
-				ClientCert:     clientCert,
-				ServerCA:       serverCA,
-				TOFU:           tofu,
-				Reconnect:      reconnect,
-				MaxAttempts:    maxAttempts,
-				ReconnectDelay: reconnectDelay,
-				KeepAlive:      keepAlive,
-				IdleTimeout:    idleTimeout,
-				UDPIdleTimeout: udp.idle,
-				UDPMaxFlows:    udp.maxFlows,
-				Logger:         log,
-			})
+			warnWeakPSK(log, cfg.Auth.PSK)
+			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Logger = udp.idle, udp.maxFlows, log
+			return client.Run(cmd.Context(), cfg)
 		},
 	}
+	f.register(cmd)
 	fs := cmd.Flags()
-	fs.StringVarP(&serverAddr, "server", "s", "", "server address, host:port (required)")
 	fs.StringVarP(&remoteSource, "remote-source", "r", "", "remote forwarding: port the server opens, PORT[/tcp|/udp]")
 	fs.StringVarP(&localDest, "local-destination", "l", "", "remote forwarding: where connections go on this side, [ADDR:]PORT[/tcp|/udp]")
 	fs.StringVarP(&localSource, "local-source", "L", "", "local forwarding: where this client listens, [ADDR:]PORT[/tcp|/udp] (default address 127.0.0.1)")
 	fs.StringVarP(&remoteDest, "remote-destination", "R", "", "local forwarding: where connections go on the server's side, [ADDR:]PORT[/tcp|/udp]")
-	creds.register(cmd, "client")
-	fs.StringVar(&serverPubkey, "server-pubkey", "", "the server's X25519 public key, base64 (env QUICPORT_SERVER_PUBKEY)")
-	fs.StringVar(&serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
-	tf.registerClient(cmd)
-	fs.BoolVar(&insecure, "insecure", false, "do not check the server certificate against known_hosts (testing only)")
-	fs.BoolVar(&acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
-	addReconnectFlags(cmd, &reconnect, &maxAttempts, &reconnectDelay)
-	addQUICFlags(cmd, &keepAlive, &idleTimeout)
 	udp.register(cmd)
 	return cmd
 }
@@ -157,19 +97,6 @@ func (u *udpFlags) register(cmd *cobra.Command) {
 	u.idle, u.maxFlows = tunnel.DefaultUDPIdleTimeout, tunnel.DefaultUDPMaxFlows
 	cmd.Flags().Var(seconds{&u.idle}, "udp-idle-timeout", "end a UDP flow (one per source address) after this many seconds without a datagram either way")
 	cmd.Flags().IntVar(&u.maxFlows, "udp-max-flows", u.maxFlows, "most concurrent UDP flows per session; datagrams from further sources are dropped and logged")
-}
-
-func addReconnectFlags(cmd *cobra.Command, reconnect *bool, maxAttempts *int, delay *time.Duration) {
-	fs := cmd.Flags()
-	fs.BoolVar(reconnect, "reconnect", true, "reconnect after a lost session or a failed attempt (never after refused credentials or forwards)")
-	fs.IntVar(maxAttempts, "reconnect-max-attempts", 0, "give up after this many reconnection attempts in a row; 0 = never")
-	fs.Var(seconds{delay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60")
-}
-
-func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration) {
-	fs := cmd.Flags()
-	fs.Var(seconds{keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
-	fs.Var(seconds{idle}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
 }
 
 // parseForward validates the forwarding flags.

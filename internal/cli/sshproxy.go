@@ -2,29 +2,17 @@ package cli
 
 import (
 	"io"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/proto"
-	"github.com/quicport/quicport/internal/tlsid"
-	"github.com/quicport/quicport/internal/tunnel"
 )
 
 func (a *app) sshProxyCommand() *cobra.Command {
 	var (
-		serverAddr, remoteDest         string
-		creds                          credentialFlags
-		serverPubkey, serverPubkeyFile string
-		insecure, acceptNew            bool
-		tf                             tlsFlags
-		reconnect                      bool
-		maxAttempts                    int
-		reconnectDelay                 = time.Second
-		keepAlive                      = tunnel.DefaultKeepAlive
-		idleTimeout                    = tunnel.DefaultIdleTimeout
+		f          clientFlags
+		remoteDest string
 	)
 	cmd := &cobra.Command{
 		Use:   "ssh-proxy",
@@ -53,16 +41,10 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 			if err != nil {
 				return err
 			}
-			if err := a.fromEnv(cmd.Flags(), map[string]string{
-				"server-pubkey": "QUICPORT_SERVER_PUBKEY", "server-pubkey-file": "QUICPORT_SERVER_PUBKEY_FILE",
-			}); err != nil {
+			// stdin is the SSH byte stream: never prompt on it.
+			cfg, err := a.clientConfig(cmd, &f, "%h:39000", nil)
+			if err != nil {
 				return err
-			}
-			if err := a.credentialEnv(cmd); err != nil {
-				return err
-			}
-			if serverAddr == "" {
-				return usagef("--server/-s is required: the server's host:port, such as %%h:39000")
 			}
 			if remoteDest == "" {
 				return usagef("--remote-destination/-R is required: where to connect behind the server, such as 22 or %%p")
@@ -74,56 +56,15 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 			if dest.Protocol != proto.TCP {
 				return usagef("--remote-destination: ssh-proxy carries a TCP byte stream; drop /%v", dest.Protocol)
 			}
-			clientCert, err := tf.keyPair()
-			if err != nil {
-				return err
-			}
-			serverCA, err := tf.pool()
-			if err != nil {
-				return err
-			}
-			cc, err := clientCredentials(creds, serverPubkey, serverPubkeyFile, clientCert != nil)
-			if err != nil {
-				return err
-			}
-			if maxAttempts < 0 {
-				return usagef("--reconnect-max-attempts %d: want 0 (unlimited) or more", maxAttempts)
-			}
 			warnArgv(cmd, log)
-			warnWeakPSK(log, cc.PSK)
-			dataDir, err := a.dataDir()
-			if err != nil {
-				return err
-			}
-			return client.Run(cmd.Context(), client.Config{
-				Server:  serverAddr,
-				Forward: client.Forward{Dest: dest, Stdio: stdioConn{in: pollable(a.stdio.In), out: a.stdio.Out}},
-				Auth:    cc,
-				// stdin is the SSH byte stream: never prompt on it.
-				TOFU:           tlsid.TOFU{KnownHosts: tlsid.KnownHosts{Path: filepath.Join(dataDir, "known_hosts")}, AcceptNew: acceptNew, Out: a.stdio.Err},
-				Insecure:       insecure,
-				ClientCert:     clientCert,
-				ServerCA:       serverCA,
-				Reconnect:      reconnect,
-				MaxAttempts:    maxAttempts,
-				ReconnectDelay: reconnectDelay,
-				KeepAlive:      keepAlive,
-				IdleTimeout:    idleTimeout,
-				Logger:         log,
-			})
+			warnWeakPSK(log, cfg.Auth.PSK)
+			cfg.Forward = client.Forward{Dest: dest, Stdio: stdioConn{in: pollable(a.stdio.In), out: a.stdio.Out}}
+			cfg.Logger = log
+			return client.Run(cmd.Context(), cfg)
 		},
 	}
-	fs := cmd.Flags()
-	fs.StringVarP(&serverAddr, "server", "s", "", "server address, host:port (required)")
-	fs.StringVarP(&remoteDest, "remote-destination", "R", "", "destination behind the server, [ADDR:]PORT (required)")
-	creds.register(cmd, "client")
-	fs.StringVar(&serverPubkey, "server-pubkey", "", "the server's X25519 public key, base64 (env QUICPORT_SERVER_PUBKEY)")
-	fs.StringVar(&serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
-	tf.registerClient(cmd)
-	fs.BoolVar(&insecure, "insecure", false, "do not check the server certificate against known_hosts (testing only)")
-	fs.BoolVar(&acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
-	addReconnectFlags(cmd, &reconnect, &maxAttempts, &reconnectDelay)
-	addQUICFlags(cmd, &keepAlive, &idleTimeout)
+	f.register(cmd)
+	cmd.Flags().StringVarP(&remoteDest, "remote-destination", "R", "", "destination behind the server, [ADDR:]PORT (required)")
 	return cmd
 }
 

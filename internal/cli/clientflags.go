@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
+)
+
+// clientFlags are the options `client` and `ssh-proxy` share: the server,
+// credentials, server trust, reconnecting and QUIC liveness.
+type clientFlags struct {
+	server                         string
+	creds                          credentialFlags
+	serverPubkey, serverPubkeyFile string
+	tls                            tlsFlags
+	insecure, acceptNew            bool
+	reconnect                      bool
+	maxAttempts                    int
+	reconnectDelay                 time.Duration
+	keepAlive, idleTimeout         time.Duration
+}
+
+func (f *clientFlags) register(cmd *cobra.Command) {
+	f.reconnectDelay, f.keepAlive, f.idleTimeout = time.Second, tunnel.DefaultKeepAlive, tunnel.DefaultIdleTimeout
+	fs := cmd.Flags()
+	fs.StringVarP(&f.server, "server", "s", "", "server address, host:port (required)")
+	f.creds.register(cmd, "client")
+	fs.StringVar(&f.serverPubkey, "server-pubkey", "", "the server's X25519 public key, base64 (env QUICPORT_SERVER_PUBKEY)")
+	fs.StringVar(&f.serverPubkeyFile, "server-pubkey-file", "", "file holding the server's X25519 public key (env QUICPORT_SERVER_PUBKEY_FILE)")
+	f.tls.registerClient(cmd)
+	fs.BoolVar(&f.insecure, "insecure", false, "do not check the server certificate against known_hosts (testing only)")
+	fs.BoolVar(&f.acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
+	fs.BoolVar(&f.reconnect, "reconnect", true, "reconnect after a lost session or a failed attempt (never after refused credentials or forwards)")
+	fs.IntVar(&f.maxAttempts, "reconnect-max-attempts", 0, "give up after this many reconnection attempts in a row; 0 = never")
+	fs.Var(seconds{&f.reconnectDelay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60")
+	addQUICFlags(cmd, &f.keepAlive, &f.idleTimeout)
+}
+
+// requireServer refuses a missing --server, showing example.
+func (f *clientFlags) requireServer(example string) error {
+	if f.server == "" {
+		return usagef("--server/-s is required: the server's host:port, such as %s", example)
+	}
+	return nil
+}
+
+func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration) {
+	fs := cmd.Flags()
+	fs.Var(seconds{keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
+	fs.Var(seconds{idle}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
+}
+
+// clientConfig validates the shared flags (and their QUICPORT_ variables)
+// and returns the client configuration without its forward. example shows
+// a --server value in the error when it is missing; prompt asks about
+// unknown servers (nil: never ask).
+func (a *app) clientConfig(cmd *cobra.Command, f *clientFlags, example string, prompt func(string) (bool, error)) (client.Config, error) {
+	var cfg client.Config
+	if err := a.fromEnv(cmd.Flags(), map[string]string{
+		"server-pubkey": "QUICPORT_SERVER_PUBKEY", "server-pubkey-file": "QUICPORT_SERVER_PUBKEY_FILE",
+	}); err != nil {
+		return cfg, err
+	}
+	if err := a.credentialEnv(cmd); err != nil {
+		return cfg, err
+	}
+	if err := f.requireServer(example); err != nil {
+		return cfg, err
+	}
+	if f.maxAttempts < 0 {
+		return cfg, usagef("--reconnect-max-attempts %d: want 0 (unlimited) or more", f.maxAttempts)
+	}
+	clientCert, err := f.tls.keyPair()
+	if err != nil {
+		return cfg, err
+	}
+	serverCA, err := f.tls.pool()
+	if err != nil {
+		return cfg, err
+	}
+	cc, err := clientCredentials(f.creds, f.serverPubkey, f.serverPubkeyFile, clientCert != nil)
+	if err != nil {
+		return cfg, err
+	}
+	dataDir, err := a.dataDir()
+	if err != nil {
+		return cfg, err
+	}
+	return client.Config{
+		Server:     f.server,
+		Auth:       cc,
+		Insecure:   f.insecure,
+		ClientCert: clientCert,
+		ServerCA:   serverCA,
+		TOFU: tlsid.TOFU{
+			KnownHosts: tlsid.KnownHosts{Path: filepath.Join(dataDir, "known_hosts")},
+			AcceptNew:  f.acceptNew,
+			Out:        a.stdio.Err,
+			Prompt:     prompt,
+		},
+		Reconnect:      f.reconnect,
+		MaxAttempts:    f.maxAttempts,
+		ReconnectDelay: f.reconnectDelay,
+		KeepAlive:      f.keepAlive,
+		IdleTimeout:    f.idleTimeout,
+	}, nil
+}
