@@ -31,12 +31,11 @@ type env struct {
 	psk      string
 	procs    []*exec.Cmd
 
-	qpServer  string // quicport server address
-	qpPID     int
-	sshPort   int
-	sshKey    string
-	sshUser   string
-	sshClosed bool
+	qpServer string // quicport server address
+	qpPID    int
+	sshPort  int
+	sshKey   string
+	sshUser  string
 }
 
 func newEnv() (*env, error) {

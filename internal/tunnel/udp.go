@@ -56,13 +56,6 @@ type flow struct {
 
 func (f *flow) touch() { f.last.Store(time.Now().UnixNano()) }
 
-// Flows returns the number of live flows.
-func (u *UDPListener) Flows() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.flows)
-}
-
 // Run reads datagrams until ctx ends or the socket fails, then ends every
 // flow and waits for them. To stop it, cancel ctx.
 func (u *UDPListener) Run(ctx context.Context) error {
