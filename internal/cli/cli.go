@@ -123,7 +123,7 @@ keys, bound to the TLS session so a man in the middle learns nothing.`,
 			pprof.StopCPUProfile()
 		}
 	}
-	root.AddCommand(a.serverCommand(), a.clientCommand(), a.sshProxyCommand(), a.auditCommand(), a.keygenCommand(), a.pubkeyCommand(), a.versionCommand())
+	root.AddCommand(a.serverCommand(), a.clientCommand(), a.sshProxyCommand(), a.dataPlaneCommand(), a.ctlCommand(), a.auditCommand(), a.keygenCommand(), a.pubkeyCommand(), a.versionCommand())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	return root
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -38,6 +39,9 @@ func start(t *testing.T, env map[string]string, args ...string) *proc {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &proc{t: t, cancel: cancel, code: make(chan int, 1), newLog: make(chan struct{}, 1)}
 	pr, pw := io.Pipe()
+	if _, ok := env["XDG_STATE_HOME"]; !ok {
+		env["XDG_STATE_HOME"] = t.TempDir() // state files stay out of the real home
+	}
 	getenv := func(k string) string { return env[k] }
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -379,5 +383,60 @@ func TestAuditVerifyCommand(t *testing.T) {
 	os.WriteFile(path, bytes.Replace(b, []byte(`"n":1`), []byte(`"n":7`), 1), 0o600)
 	if code, _, errOut := run(); code != 1 || !strings.Contains(errOut, "line 3: line 2 was edited") {
 		t.Fatalf("edited log: exit %d, %q", code, errOut)
+	}
+}
+
+// quicport data-plane configured by QUICPORT_DP_* variables serves clients,
+// keeps its state file current for ctl status, and removes it on exit.
+func TestDataPlaneAndCtlStatus(t *testing.T) {
+	dir := t.TempDir()
+	serverKey, clientKey := testutil.Key(t), testutil.Key(t)
+	env := map[string]string{
+		"XDG_CONFIG_HOME":            filepath.Join(dir, "config"),
+		"XDG_STATE_HOME":             filepath.Join(dir, "state"),
+		"QUICPORT_DP_AUTH_TYPE":      "x25519",
+		"QUICPORT_DP_SERVER_PRIVKEY": serverKey.Encode(),
+		"QUICPORT_DP_CLIENT_PUBKEYS": testutil.Key(t).Public().String() + "," + clientKey.Public().String(),
+	}
+	dp := start(t, env, "data-plane", "--listen", "127.0.0.1:0")
+	listening := dp.waitLog("quicport data plane listening")
+	if listening["auth"] != "x25519" {
+		t.Fatalf("start-up line %v", listening)
+	}
+	echo := testutil.EchoServer(t)
+	cl := start(t, map[string]string{"XDG_DATA_HOME": filepath.Join(dir, "data"), "QUICPORT_PRIVKEY": clientKey.Encode(), "QUICPORT_SERVER_PUBKEY": serverKey.Public().String()},
+		"client", "-s", listening["listen"].(string), "-L", "127.0.0.1:0", "-R", echo)
+	ready := cl.waitLog("forward established")
+	if err := testutil.EchoCheck(ready["local_listen"].(string), 1<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		var out, errb bytes.Buffer
+		if code := Run(context.Background(), []string{"ctl", "status"}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb}, func(k string) string { return env[k] }); code != 0 {
+			t.Fatalf("ctl status: exit %d: %s", code, errb.String())
+		}
+		return out.String()
+	}
+	// The state file is rewritten every second; wait for the bytes.
+	want := fmt.Sprintf("%-10d %-12s %-12d %-15d %d\n", os.Getpid(), "ACTIVE", 0, 1<<20, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(status(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ctl status never showed %q:\n%s", want, status())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.HasPrefix(status(), "Data Planes:\nPID        State        Connections  Bytes Sent      Bytes Received\n") {
+		t.Errorf("table header:\n%s", status())
+	}
+	cl.stop()
+	if code := dp.stop(); code != 0 {
+		t.Errorf("data plane exit code %d", code)
+	}
+	if out := status(); !strings.Contains(out, "(none running)") {
+		t.Errorf("state file left after exit:\n%s", out)
+	}
+	if strings.Contains(dp.output()+dp.errors(), serverKey.Encode()) {
+		t.Fatal("the data plane's private key is in its output")
 	}
 }

@@ -168,7 +168,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			}
 			log.Info("quicport server listening", attrs...)
 			g, ctx := errgroup.WithContext(cmd.Context())
-			g.Go(func() error { return srv.Serve(ctx) })
+			g.Go(func() error { return a.serveWithState(ctx, srv, log) })
 			if apiSrv != nil {
 				g.Go(func() error { return apiSrv.Serve(ctx) })
 			}
