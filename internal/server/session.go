@@ -164,17 +164,10 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(int(req.Port))))
 	if err != nil {
-		st, msg := listenStatus(req.Port, err)
-		log.Warn("forward refused", "reason", msg, "err", err)
-		ss.respond(ctx, true, st, msg)
+		ss.refuseListen(ctx, log, req.Port, err)
 		return nil
 	}
-	log = log.With("listen", ln.Addr().String())
-	ss.log = log
-	ss.forward.Store(fmt.Sprintf("remote %s/tcp -> %s", ln.Addr(), req.LocalDestination))
-	log.Info("remote forward open")
-	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", ln.Addr().String(), "protocol", "tcp")
-	ss.respond(ctx, true, proto.StatusSuccess, ln.Addr().String())
+	log = ss.remoteOpened(ctx, log, ln.Addr(), req)
 
 	ss.wg.Add(1)
 	go func() {
@@ -191,12 +184,37 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 			}()
 		}
 	}()
+	return ss.remoteCloser(log, ln.Addr(), func() { ln.Close() })
+}
+
+// refuseListen answers a remote forward whose port could not be opened.
+func (ss *session) refuseListen(ctx context.Context, log *slog.Logger, port uint16, err error) {
+	st, msg := listenStatus(port, err)
+	log.Warn("forward refused", "reason", msg, "err", err)
+	ss.respond(ctx, true, st, msg)
+}
+
+// remoteOpened logs, audits and answers a remote forward now listening on
+// addr, and returns the session's logger for it.
+func (ss *session) remoteOpened(ctx context.Context, log *slog.Logger, addr net.Addr, req proto.RemoteForwardRequest) *slog.Logger {
+	log = log.With("listen", addr.String())
+	ss.log = log
+	ss.forward.Store(fmt.Sprintf("remote %s/%v -> %s", addr, req.Protocol, req.LocalDestination))
+	log.Info("remote forward open")
+	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", addr.String(), "protocol", req.Protocol.String())
+	ss.respond(ctx, true, proto.StatusSuccess, addr.String())
+	return log
+}
+
+// remoteCloser returns the idempotent function that ends a remote forward:
+// stop, then log and audit.
+func (ss *session) remoteCloser(log *slog.Logger, addr net.Addr, stop func()) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			ln.Close()
+			stop()
 			log.Info("remote forward closed")
-			ss.srv.audit("forward_close", "remote", ss.remote, "kind", "remote", "listen", ln.Addr().String())
+			ss.srv.audit("forward_close", "remote", ss.remote, "kind", "remote", "listen", addr.String())
 		})
 	}
 }
@@ -206,17 +224,10 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req proto.RemoteForwardRequest) func() {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(req.Port)})
 	if err != nil {
-		st, msg := listenStatus(req.Port, err)
-		log.Warn("forward refused", "reason", msg, "err", err)
-		ss.respond(ctx, true, st, msg)
+		ss.refuseListen(ctx, log, req.Port, err)
 		return nil
 	}
-	log = log.With("listen", pc.LocalAddr().String())
-	ss.log = log
-	ss.forward.Store(fmt.Sprintf("remote %s/udp -> %s", pc.LocalAddr(), req.LocalDestination))
-	log.Info("remote forward open")
-	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", pc.LocalAddr().String(), "protocol", "udp")
-	ss.respond(ctx, true, proto.StatusSuccess, pc.LocalAddr().String())
+	log = ss.remoteOpened(ctx, log, pc.LocalAddr(), req)
 	ul := &tunnel.UDPListener{
 		Conn: pc,
 		Open: func(ctx context.Context) (tunnel.Stream, uint32, error) {
@@ -253,15 +264,10 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 			log.Warn("UDP listener failed", "err", err)
 		}
 	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			pc.Close()
-			log.Info("remote forward closed")
-			ss.srv.audit("forward_close", "remote", ss.remote, "kind", "remote", "listen", pc.LocalAddr().String())
-		})
-	}
+	return ss.remoteCloser(log, pc.LocalAddr(), func() {
+		cancel()
+		pc.Close()
+	})
 }
 
 // listenStatus maps a listen error to the protocol status and a message the
