@@ -50,7 +50,7 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 			_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 			return
 		}
-		err = tunnel.RelayUDP(conn.(*net.UDPConn), st, s.c.cfg.UDPIdleTimeout)
+		err = tunnel.RelayUDP(conn.(*net.UDPConn), st, s.c.cfg.UDPIdleTimeout, tunnel.Counters{})
 		log.Debug("UDP flow closed", "err", err)
 		return
 	}
@@ -105,7 +105,7 @@ func (s *session) openStream(ctx context.Context, protocol proto.Protocol) (*qui
 
 func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn tunnel.Conn, st *quic.Stream) error {
 	log.Debug("connection open")
-	stats, err := tunnel.Relay(conn, st)
+	stats, err := tunnel.Relay(conn, st, tunnel.Counters{})
 	reason := proto.ReasonNormal
 	if err != nil {
 		reason = proto.ReasonError

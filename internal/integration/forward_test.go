@@ -228,3 +228,24 @@ func TestNoGrowthAfterConnectionsClose(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// Byte counters move with the data, not when a connection ends.
+func TestBytesCountedWhileConnectionIsOpen(t *testing.T) {
+	cr := credentials(t)[0]
+	entry, srv := setup(t, false, cr)
+	c, err := net.Dial("tcp", entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 256 << 10
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go c.Write(make([]byte, n))
+	if _, err := io.ReadFull(c, make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { st := srv.Stats(); return st.BytesRecv == n && st.BytesSent == n }, "the counters to show the open connection's bytes")
+	if st := srv.Stats(); st.ConnectionsActive != 1 {
+		t.Fatalf("ConnectionsActive = %d, want the still open connection", st.ConnectionsActive)
+	}
+}

@@ -165,6 +165,9 @@ func TestUDPIdleExpiry(t *testing.T) {
 	if got := srv.Stats().UDPFlowsActive; got != 1 {
 		t.Fatalf("server has %d UDP flows, want 1", got)
 	}
+	if st := srv.Stats(); st.BytesRecv < 100 || st.BytesSent < 100 {
+		t.Errorf("UDP payload not counted: received %d, sent %d", st.BytesRecv, st.BytesSent)
+	}
 	waitFor(t, func() bool { return srv.Stats().UDPFlowsActive == 0 }, "the idle flow to be freed on the server")
 	if err := exchange(conn, 1, 1, 100); err != nil {
 		t.Fatal(err)

@@ -255,6 +255,7 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 		IdleTimeout: ss.srv.cfg.UDPIdleTimeout,
 		MaxFlows:    ss.srv.cfg.UDPMaxFlows,
 		Log:         log,
+		Count:       ss.counters(),
 	}
 	uctx, cancel := context.WithCancel(ctx)
 	ss.wg.Add(1)
@@ -283,6 +284,15 @@ func listenStatus(port uint16, err error) (proto.Status, string) {
 }
 
 // relayRemote carries one accepted TCP connection to the client.
+// counters count tunneled bytes into the server's and the session's totals
+// as they move, so metrics are true mid-transfer.
+func (ss *session) counters() tunnel.Counters {
+	return tunnel.Counters{
+		ToStream:   []*atomic.Uint64{&ss.srv.bytesSent, &ss.bytesSent},
+		FromStream: []*atomic.Uint64{&ss.srv.bytesRcv, &ss.bytesRcv},
+	}
+}
+
 // admit decides whether the session may open one more tunneled
 // connection; the caller calls release when it ends.
 func (ss *session) admit() bool {
@@ -350,11 +360,7 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 		tc = limitedConn{Conn: c, ctx: ctx, lim: ss.bwDn}
 		ts = limitedStream{Stream: st, ctx: ctx, lim: ss.bwUp}
 	}
-	stats, err := tunnel.Relay(tc, ts)
-	srv.bytesSent.Add(uint64(stats.ToStream))
-	srv.bytesRcv.Add(uint64(stats.FromStream))
-	ss.bytesSent.Add(uint64(stats.ToStream))
-	ss.bytesRcv.Add(uint64(stats.FromStream))
+	stats, err := tunnel.Relay(tc, ts, ss.counters())
 	reason := proto.ReasonNormal
 	if err != nil {
 		reason = proto.ReasonError
@@ -453,7 +459,7 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 		}
 		ss.srv.connsTotal.Add(1)
 		ss.srv.udpFlows.Add(1)
-		err = tunnel.RelayUDP(c.(*net.UDPConn), st, ss.srv.cfg.UDPIdleTimeout)
+		err = tunnel.RelayUDP(c.(*net.UDPConn), st, ss.srv.cfg.UDPIdleTimeout, ss.counters())
 		ss.srv.udpFlows.Add(-1)
 		log.Debug("UDP flow closed", "err", err)
 		return

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
 
@@ -37,6 +38,12 @@ const bufSize = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
+// Counters receive a relay's bytes as they move, for live metrics: each
+// chunk is added to every counter in the list. Nil lists count nothing.
+type Counters struct {
+	ToStream, FromStream []*atomic.Uint64
+}
+
 // Stats counts the bytes a relay moved.
 type Stats struct {
 	// ToStream is the number of bytes read from the TCP side and written to
@@ -50,7 +57,7 @@ type Stats struct {
 // flowing. An error in either direction aborts both: the stream is reset
 // and the TCP connection closed. Relay returns the first such error (nil
 // after a clean close in both directions).
-func Relay(c Conn, s Stream) (Stats, error) {
+func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	var (
 		st      Stats
 		wg      sync.WaitGroup
@@ -71,7 +78,7 @@ func Relay(c Conn, s Stream) (Stats, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := copyBuf(s, c)
+		n, err := copyBuf(s, c, count.ToStream)
 		st.ToStream = n
 		if err != nil {
 			abort(err)
@@ -81,7 +88,7 @@ func Relay(c Conn, s Stream) (Stats, error) {
 			abort(err)
 		}
 	}()
-	n, err := copyBuf(c, s)
+	n, err := copyBuf(c, s, count.FromStream)
 	st.FromStream = n
 	if err != nil {
 		abort(err)
@@ -96,10 +103,34 @@ func Relay(c Conn, s Stream) (Stats, error) {
 	return st, first
 }
 
-// copyBuf copies src to dst with a pooled buffer, hiding ReaderFrom and
-// WriterTo so the buffer size is ours and nothing is allocated per chunk.
-func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
+// copyBuf copies src to dst with a pooled buffer (its size is ours, and
+// nothing is allocated per chunk) and adds each chunk to counters. Like
+// io.Copy it returns nil at EOF.
+func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			for _, c := range counters {
+				c.Add(uint64(w))
+			}
+			if werr != nil {
+				return total, werr
+			}
+			if w != n {
+				return total, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
 }

@@ -78,7 +78,7 @@ func TestRelayHalfCloseAndIntegrity(t *testing.T) {
 	app, relayEnd := tcpPair(t)
 	done := make(chan Stats, 1)
 	go func() {
-		st, err := Relay(relayEnd, ss)
+		st, err := Relay(relayEnd, ss, Counters{})
 		if err != nil {
 			t.Errorf("Relay: %v", err)
 		}
@@ -123,7 +123,7 @@ func TestRelayAbortResetsStream(t *testing.T) {
 	cs, ss := quicPair(t)
 	app, relayEnd := tcpPair(t)
 	done := make(chan error, 1)
-	go func() { _, err := Relay(relayEnd, ss); done <- err }()
+	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
 	app.Write([]byte("partial"))
 	app.SetLinger(0)
 	app.Close() // RST
@@ -166,7 +166,7 @@ func BenchmarkCopyBuf(b *testing.B) {
 	b.ReportAllocs()
 	r.left = int64(b.N) * bufSize
 	b.ResetTimer()
-	copyBuf(io.Discard, r)
+	copyBuf(io.Discard, r, nil)
 }
 
 // Relay against the baseline of io.Copy on the same kind of stream: the
@@ -179,7 +179,7 @@ func BenchmarkRelay(b *testing.B) {
 			app, relayEnd := tcpPair(b)
 			go func() {
 				if mode == "Relay" {
-					Relay(relayEnd, ss)
+					Relay(relayEnd, ss, Counters{})
 				} else {
 					io.Copy(ss, relayEnd)
 				}

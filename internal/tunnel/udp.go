@@ -40,6 +40,8 @@ type UDPListener struct {
 	IdleTimeout time.Duration
 	MaxFlows    int
 	Log         *slog.Logger
+	// Count receives the datagram payload bytes as they move.
+	Count Counters
 
 	mu    sync.Mutex
 	flows map[netip.AddrPort]*flow
@@ -160,7 +162,9 @@ func (u *UDPListener) serve(ctx context.Context, f *flow) {
 				return
 			}
 			f.touch()
-			_, _ = u.Conn.WriteToUDPAddrPort(buf[:n], f.src)
+			if _, err := u.Conn.WriteToUDPAddrPort(buf[:n], f.src); err == nil {
+				add(u.Count.FromStream, n)
+			}
 		}
 	}()
 	var frame []byte
@@ -178,11 +182,13 @@ loop:
 			// Frame whatever else is already queued too, so a burst of
 			// datagrams costs one stream write, not one each.
 			frame, _ = proto.AppendDatagram(frame[:0], p)
+			payload := len(p)
 		batch:
 			for len(frame) < batchBytes {
 				select {
 				case p := <-f.out:
 					frame, _ = proto.AppendDatagram(frame, p)
+					payload += len(p)
 				default:
 					break batch
 				}
@@ -191,6 +197,7 @@ loop:
 				reason = proto.ReasonError
 				break loop
 			}
+			add(u.Count.ToStream, payload)
 		}
 	}
 	st.CancelRead(proto.StreamDone)
@@ -230,7 +237,7 @@ func (u *UDPListener) expire(ctx context.Context) {
 // conn (connected to the destination) and datagrams from conn come back as
 // frames. It ends when s ends, conn fails, or both have been silent for
 // idle; then it closes conn and finishes s.
-func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration) error {
+func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) error {
 	if idle == 0 {
 		idle = DefaultUDPIdleTimeout
 	}
@@ -262,7 +269,9 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration) error {
 				return
 			}
 			touch()
-			if _, err := conn.Write(buf[:n]); err != nil && !errors.Is(err, net.ErrClosed) {
+			if _, err := conn.Write(buf[:n]); err == nil {
+				add(count.FromStream, n)
+			} else if !errors.Is(err, net.ErrClosed) {
 				// ECONNREFUSED from an earlier datagram and the like:
 				// UDP has no connection to lose; keep going.
 				continue
@@ -294,7 +303,14 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration) error {
 			finish(nil)
 			break
 		}
+		add(count.ToStream, n)
 	}
 	<-done
 	return firstErr
+}
+
+func add(counters []*atomic.Uint64, n int) {
+	for _, c := range counters {
+		c.Add(uint64(n))
+	}
 }
