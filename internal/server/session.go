@@ -139,10 +139,14 @@ func (ss *session) serve(ctx context.Context) {
 }
 
 // protocolError logs a client's protocol violation and closes its session.
+// A control stream that simply ended (EOF) is logged at info level: the
+// client went away without SessionClose, which is sloppy but not hostile.
 func (ss *session) protocolError(err error) {
-	if errors.Is(err, proto.ErrMalformed) || !errors.Is(err, io.EOF) {
-		ss.log.Warn("closing session", "reason", "protocol error", "err", err)
+	level := slog.LevelWarn
+	if errors.Is(err, io.EOF) {
+		level = slog.LevelInfo
 	}
+	ss.log.Log(context.Background(), level, "closing session", "reason", "protocol error", "err", err)
 	ss.conn.CloseWithError(proto.ConnProtocolError, err.Error())
 }
 
