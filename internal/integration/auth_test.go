@@ -128,18 +128,7 @@ func TestMalformedControlMessages(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			conn, err := quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := conn.OpenStreamSync(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			binding, _ := auth.Binding(conn.ConnectionState().TLS)
-			if err := auth.Client(st, binding, auth.ClientConfig{PSK: psk}); err != nil {
-				t.Fatal(err)
-			}
+			conn, st, _ := rawSession(t, srv, psk)
 			st.Write(garbage)
 			st.Close() // so a truncated message ends in EOF rather than a wait
 			select {

@@ -86,10 +86,17 @@ func setup(t *testing.T, remote bool, cr creds) (entry string, srv *testutil.Ser
 		cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)}
 	}
 	c := testutil.StartClient(t, cfg)
+	return entryOf(t, c, remote), srv
+}
+
+// entryOf returns where tunneled connections enter a client's forward: the
+// server's port (remote forwards, on 127.0.0.1) or the client's listener.
+func entryOf(t *testing.T, c *testutil.Client, remote bool) string {
+	t.Helper()
 	if remote {
-		return net.JoinHostPort("127.0.0.1", testutil.Port(t, c.Ready.RemoteListen)), srv
+		return net.JoinHostPort("127.0.0.1", testutil.Port(t, c.Ready.RemoteListen))
 	}
-	return c.Ready.LocalListen.String(), srv
+	return c.Ready.LocalListen.String()
 }
 
 func modes() []struct {

@@ -196,13 +196,7 @@ func TestHalfClose(t *testing.T) {
 			} else {
 				cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, dest)}
 			}
-			c := testutil.StartClient(t, cfg)
-			entry := ""
-			if m.remote {
-				entry = "127.0.0.1:" + testutil.Port(t, c.Ready.RemoteListen)
-			} else {
-				entry = c.Ready.LocalListen.String()
-			}
+			entry := entryOf(t, testutil.StartClient(t, cfg), m.remote)
 			conn, err := net.Dial("tcp", entry)
 			if err != nil {
 				t.Fatal(err)

@@ -107,13 +107,7 @@ func TestUDPForwarding(t *testing.T) {
 			} else {
 				cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
 			}
-			c := testutil.StartClient(t, cfg)
-			entry := ""
-			if m.remote {
-				entry = "127.0.0.1:" + testutil.Port(t, c.Ready.RemoteListen)
-			} else {
-				entry = c.Ready.LocalListen.String()
-			}
+			entry := entryOf(t, testutil.StartClient(t, cfg), m.remote)
 			raddr, _ := net.ResolveUDPAddr("udp", entry)
 			var g errgroup.Group
 			for src := range 50 {
