@@ -172,6 +172,11 @@ func randomChallenge() (c [challengeSize]byte) {
 	return c
 }
 
+// Reject tells a client, before its handshake is read, why it is refused
+// (for example because its TLS certificate is not accepted), and returns
+// the matching *RejectedError.
+func Reject(w io.Writer, reason string) error { return reject(w, reason) }
+
 // reject tells the client why it was refused and returns the matching error.
 func reject(rw io.Writer, reason string) error {
 	_ = writeStatus(rw, statusRejected, reason)

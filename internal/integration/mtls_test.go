@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/server"
@@ -107,10 +108,17 @@ func TestMutualTLS(t *testing.T) {
 	p.leaf("mallory", "mallory", "ca", "DNS:mallory.example.org")
 	p.leaf("stranger", "alice", "otherca", "email:alice@example.org")
 
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	auditLog, err := audit.Open(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditLog.Close()
 	srv := testutil.StartServer(t, server.Config{
 		Certificate:  *p.pair("server"),
 		ClientCAs:    p.pool("ca"),
 		AllowedNames: []string{"alice"},
+		Audit:        auditLog,
 	})
 	echo := testutil.EchoServer(t)
 	connect := func(cert *tls.Certificate, serverCA *x509.CertPool) (*testutil.Client, error) {
@@ -136,10 +144,10 @@ func TestMutualTLS(t *testing.T) {
 		serverCA *x509.CertPool
 		want     string
 	}{
-		{"expired", p.expiredLeaf("ca", "alice"), p.pool("ca"), "refused the TLS handshake"},
-		{"wrong CA", p.pair("stranger"), p.pool("ca"), "refused the TLS handshake"},
-		{"not in the allowlist", p.pair("mallory"), p.pool("ca"), "refused the TLS handshake"},
-		{"no certificate", nil, p.pool("ca"), "refused the TLS handshake"},
+		{"expired", p.expiredLeaf("ca", "alice"), p.pool("ca"), `server rejected authentication: client certificate "CN=alice" is not valid now`},
+		{"wrong CA", p.pair("stranger"), p.pool("ca"), "is not signed by the server's --client-ca"},
+		{"not in the allowlist", p.pair("mallory"), p.pool("ca"), `client certificate "CN=mallory" is not in the server's --client-allowed-names`},
+		{"no certificate", nil, p.pool("ca"), "no client certificate; this server requires one: pass --tls-cert and --tls-key"},
 		{"server not trusted", p.pair("alice"), p.pool("otherca"), "certificate is not trusted"},
 	}
 	for _, tt := range refused {
@@ -153,7 +161,20 @@ func TestMutualTLS(t *testing.T) {
 			}
 		})
 	}
-	if st := srv.Stats(); st.AuthSuccess != 1 {
-		t.Errorf("AuthSuccess = %d, want 1", st.AuthSuccess)
+	// The four refused certificates are counted as mTLS failures; the
+	// client that did not trust the server gave up inside the TLS
+	// handshake, before the server had a connection to count.
+	waitFor(t, func() bool { return srv.Stats().AuthFailedBy[auth.MethodMTLS] >= 4 }, "the refusals to be counted")
+	if st := srv.Stats(); st.AuthSuccess != 1 || st.AuthFailedBy[auth.MethodMTLS] != 4 {
+		t.Errorf("AuthSuccess = %d, mTLS failures = %d; want 1 and 4", st.AuthSuccess, st.AuthFailedBy[auth.MethodMTLS])
+	}
+	b, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"subject":"CN=alice"`, `not in the server's --client-allowed-names`, `is not signed by the server's --client-ca`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
 	}
 }

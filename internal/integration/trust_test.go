@@ -26,7 +26,7 @@ import (
 // It returns its address.
 func mitm(t *testing.T, serverAddr string) string {
 	t.Helper()
-	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(testutil.Identity(t), nil, nil), tunnel.QUICConfig(0, 0))
+	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(testutil.Identity(t), false), tunnel.QUICConfig(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,7 @@ func Listen(cfg Config) (*Server, error) {
 		return perConn, nil
 	}
 	s.tr = &quic.Transport{Conn: udp}
-	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs, cfg.AllowedNames), qc)
+	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs != nil), qc)
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
@@ -364,7 +364,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(proto.ConnAuthFailed, "internal error")
 		return
 	}
-	peer, err := auth.Server(ctrl, binding, s.cfg.Auth)
+	peer, err := s.authenticate(ctrl, conn.ConnectionState().TLS, binding)
 	if err != nil {
 		s.authFailed.Add(1)
 		s.failBy[s.cfg.Auth.Method()].Add(1)
@@ -387,9 +387,6 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		s.audit("auth_failure", "remote", conn.RemoteAddr().String(), "method", s.cfg.Auth.Method().String(), "reason", reason)
 		conn.CloseWithError(proto.ConnAuthFailed, reason)
 		return
-	}
-	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
-		peer.Subject = certs[0].Subject.String()
 	}
 	s.authOK.Add(1)
 	s.okBy[peer.Method].Add(1)
@@ -433,6 +430,21 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		s.sessMu.Unlock()
 	}()
 	sess.serve(ctx)
+}
+
+// authenticate checks the client certificate (with --client-ca) and then
+// runs the application handshake on the first stream.
+func (s *Server) authenticate(ctrl *quic.Stream, cs tls.ConnectionState, binding []byte) (auth.Peer, error) {
+	var subject string
+	if s.cfg.ClientCAs != nil {
+		var err error
+		if subject, err = tlsid.VerifyClient(cs, s.cfg.ClientCAs, s.cfg.AllowedNames); err != nil {
+			return auth.Peer{}, auth.Reject(ctrl, err.Error())
+		}
+	}
+	peer, err := auth.Server(ctrl, binding, s.cfg.Auth)
+	peer.Subject = subject
+	return peer, err
 }
 
 func isTimeout(err error) bool {

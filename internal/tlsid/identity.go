@@ -139,31 +139,59 @@ func Fingerprint(der []byte) string {
 }
 
 // ServerTLSConfig returns the TLS configuration of a quicport server. With
-// clientCAs, clients must present a certificate that chains to one of them
-// (mTLS); allowedNames, if not empty, further requires the certificate's
-// common name or one of its DNS, email or URI names to be listed.
-func ServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool, allowedNames []string) *tls.Config {
+// requestClientCert the server asks clients for a certificate (mTLS) but
+// leaves checking it to VerifyClient, after the handshake, so a refusal can
+// be explained to the client, counted and audited like any other failed
+// authentication. TLS 1.3 already proves the client holds the certificate's
+// key (CertificateVerify).
+func ServerTLSConfig(cert tls.Certificate, requestClientCert bool) *tls.Config {
 	c := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{ALPN},
 	}
-	if clientCAs != nil {
-		c.ClientAuth = tls.RequireAndVerifyClientCert
-		c.ClientCAs = clientCAs
-		if len(allowedNames) > 0 {
-			c.VerifyConnection = func(cs tls.ConnectionState) error {
-				leaf := cs.PeerCertificates[0]
-				for _, n := range CertificateNames(leaf) {
-					if slices.Contains(allowedNames, n) {
-						return nil
-					}
-				}
-				return fmt.Errorf("client certificate %q is not in the server's --client-allowed-names", leaf.Subject.String())
-			}
-		}
+	if requestClientCert {
+		c.ClientAuth = tls.RequestClientCert
 	}
 	return c
+}
+
+// VerifyClient checks the client certificate of a TLS session: it must
+// chain to clientCAs for client authentication, be valid now, and, when
+// allowedNames is not empty, carry one of those names (CN, DNS, email or
+// URI SAN). It returns the certificate's subject.
+func VerifyClient(cs tls.ConnectionState, clientCAs *x509.CertPool, allowedNames []string) (string, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return "", errors.New("no client certificate; this server requires one: pass --tls-cert and --tls-key")
+	}
+	leaf := cs.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	now := time.Now()
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: clientCAs, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case err == nil:
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "", fmt.Errorf("client certificate %q is not valid now (valid %s to %s)", leaf.Subject, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	case errors.As(err, &unknown):
+		return "", fmt.Errorf("client certificate %q is not signed by the server's --client-ca", leaf.Subject)
+	default:
+		return "", fmt.Errorf("client certificate %q is not accepted: %v", leaf.Subject, err)
+	}
+	if len(allowedNames) > 0 {
+		found := false
+		for _, n := range CertificateNames(leaf) {
+			found = found || slices.Contains(allowedNames, n)
+		}
+		if !found {
+			return "", fmt.Errorf("client certificate %q is not in the server's --client-allowed-names", leaf.Subject)
+		}
+	}
+	return leaf.Subject.String(), nil
 }
 
 // CertificateNames returns a certificate's common name and its DNS, email

@@ -24,7 +24,7 @@ func quicPair(tb testing.TB) (client, server *quic.Stream) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(cert, nil, nil), QUICConfig(0, 0))
+	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(cert, false), QUICConfig(0, 0))
 	if err != nil {
 		tb.Fatal(err)
 	}
