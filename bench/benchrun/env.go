@@ -114,16 +114,32 @@ func waitTCP(addr string) error {
 	return fmt.Errorf("%s does not accept connections", addr)
 }
 
+// runQuicport starts quicport with args, the bench's XDG directories, and
+// its output on stderr. The caller owns the process.
+func (e *env) runQuicport(args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(e.quicport, append([]string{"--log-level", "warn"}, args...)...)
+	cmd.Env = e.quicportEnv()
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// quicportClient starts a PSK client of the bench's server with forward
+// arguments (-L/-R or -r/-l).
+func (e *env) quicportClient(forward ...string) (*exec.Cmd, error) {
+	return e.runQuicport(append([]string{"client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host"}, forward...)...)
+}
+
 func (e *env) startQuicportServer() error {
 	port := freePort()
 	e.qpServer = fmt.Sprintf("127.0.0.1:%d", port)
 	// The scale scenario opens 10,000 connections and 500 sessions as fast
 	// as it can: lift the connection rate and handshake limits, which are
 	// not what is measured.
-	cmd := exec.Command(e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", e.qpServer, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
-	cmd.Env = e.quicportEnv()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := e.runQuicport("server", "--no-api", "--listen", e.qpServer, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
+	if err != nil {
 		return err
 	}
 	e.procs = append(e.procs, cmd)
@@ -137,16 +153,12 @@ func (e *env) quicportPath(name string, remote bool) *path {
 	p.setup = func(dest string) (string, error) {
 		port := freePort()
 		entry := fmt.Sprintf("127.0.0.1:%d", port)
-		args := []string{"--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host"}
+		forward := []string{"-L", entry, "-R", dest}
 		if remote {
-			args = append(args, "-r", strconv.Itoa(port), "-l", dest)
-		} else {
-			args = append(args, "-L", entry, "-R", dest)
+			forward = []string{"-r", strconv.Itoa(port), "-l", dest}
 		}
-		cmd := exec.Command(e.quicport, args...)
-		cmd.Env = e.quicportEnv()
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
+		cmd, err := e.quicportClient(forward...)
+		if err != nil {
 			return "", err
 		}
 		p.procs = append(p.procs, cmd)
@@ -287,11 +299,8 @@ func (e *env) udpTable(o options, iperf string) (string, error) {
 		}
 	}()
 	for _, proto := range []string{"tcp", "udp"} {
-		cmd := exec.Command(e.quicport, "--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host",
-			"-L", entry+"/"+proto, "-R", iperf+"/"+proto)
-		cmd.Env = e.quicportEnv()
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
+		cmd, err := e.quicportClient("-L", entry+"/"+proto, "-R", iperf+"/"+proto)
+		if err != nil {
 			return "", err
 		}
 		procs = append(procs, cmd)
@@ -364,10 +373,8 @@ func (e *env) scaleTable(o options) (string, error) {
 	}
 	port := freePort()
 	entry := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(e.quicport, "--log-level", "warn", "client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host", "-L", entry, "-R", echo)
-	cmd.Env = e.quicportEnv()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := e.quicportClient("-L", entry, "-R", echo)
+	if err != nil {
 		return "", err
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
