@@ -6,6 +6,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -19,10 +20,13 @@ import (
 
 // Stream is the part of *quic.Stream a relay uses. Close ends the send
 // direction with a FIN; CancelRead and CancelWrite abort a direction.
+// Context ends when the send direction ends, for whatever reason (its cause
+// is quic.ErrStreamClosed after our own Close).
 type Stream interface {
 	io.ReadWriteCloser
 	CancelRead(quic.StreamErrorCode)
 	CancelWrite(quic.StreamErrorCode)
+	Context() context.Context
 }
 
 // Conn is the byte-stream side of a relay: a TCP connection, or stdin and
@@ -75,6 +79,17 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 			_ = c.Close()
 		})
 	}
+	// A direction blocked reading the TCP side notices nothing when the
+	// stream's connection dies (or the peer stops reading): it would wait
+	// for its TCP peer forever. The send side's context ends in both
+	// cases; only our own clean Close is not a reason to abort.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(s.Context(), func() {
+		defer close(fired)
+		if cause := context.Cause(s.Context()); !errors.Is(cause, quic.ErrStreamClosed) {
+			abort(cause)
+		}
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -96,6 +111,9 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		abort(err)
 	}
 	wg.Wait()
+	if !stop() {
+		<-fired // it may still be setting first
+	}
 	// Both directions are done. Release whatever the stream still holds:
 	// STOP_SENDING is a no-op on a stream already read to its FIN.
 	s.CancelRead(proto.StreamDone)

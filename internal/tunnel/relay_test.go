@@ -19,6 +19,13 @@ import (
 // loopback.
 func quicPair(tb testing.TB) (client, server *quic.Stream) {
 	tb.Helper()
+	cs, ss, _ := quicConnPair(tb)
+	return cs, ss
+}
+
+// quicConnPair is quicPair that also returns the client's connection.
+func quicConnPair(tb testing.TB) (client, server *quic.Stream, clientConn *quic.Conn) {
+	tb.Helper()
 	dir := tb.TempDir()
 	cert, err := tlsid.LoadOrCreate(dir)
 	if err != nil {
@@ -49,7 +56,7 @@ func quicPair(tb testing.TB) (client, server *quic.Stream) {
 		tb.Fatal(err)
 	}
 	io.ReadFull(ss, make([]byte, 1))
-	return cs, ss
+	return cs, ss, cconn
 }
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -115,6 +122,37 @@ func TestRelayHalfCloseAndIntegrity(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Relay did not return after both directions ended")
+	}
+}
+
+// When the QUIC connection dies, a relay whose stream side has already ended
+// (FIN received) must not wait for its TCP peer, which may never send again:
+// it closes the TCP connection and returns. Otherwise a session's shutdown
+// waits forever on a silent half-closed connection.
+func TestRelayEndsWhenConnectionDies(t *testing.T) {
+	cs, ss, cconn := quicConnPair(t)
+	app, relayEnd := tcpPair(t)
+	done := make(chan error, 1)
+	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
+	cs.Close() // FIN: the relay half-closes the TCP side
+	app.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := app.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("app read after the stream's FIN = %v, want EOF", err)
+	}
+	cconn.CloseWithError(0, "gone") // app stays silent, its direction open
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Relay reported a clean end although its connection died")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Relay still waits on a silent TCP peer after its QUIC connection died")
+	}
+	if _, err := app.Write([]byte("x")); err == nil {
+		app.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := app.Read(make([]byte, 1)); err == nil {
+			t.Fatal("the TCP side is still open after the relay ended")
+		}
 	}
 }
 
