@@ -5,16 +5,21 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
+
+	"github.com/quicport/quicport/internal/testutil"
 )
 
 // leakChecked runs the tests, then fails the run if goroutines leaked.
 type leakChecked struct{ m *testing.M }
 
 func (l leakChecked) Run() int {
+	stop := testutil.Watchdog(8 * time.Minute)
 	code := l.m.Run()
+	stop()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
