@@ -29,6 +29,7 @@ const (
 	TypeRemoteForwardResponse MsgType = 0x22
 	TypeRemoteNewConnection   MsgType = 0x23
 	TypeSessionClose          MsgType = 0x41
+	TypeSessionMigrate        MsgType = 0x42
 	TypeConnectionClose       MsgType = 0x61
 )
 
@@ -48,6 +49,8 @@ func (t MsgType) String() string {
 		return "RemoteNewConnection"
 	case TypeSessionClose:
 		return "SessionClose"
+	case TypeSessionMigrate:
+		return "SessionMigrate"
 	case TypeConnectionClose:
 		return "ConnectionClose"
 	}
@@ -179,6 +182,14 @@ type RemoteForwardRequest struct {
 // SessionClose announces that the sender is ending the QUIC session.
 type SessionClose struct{}
 
+// SessionMigrate (server to client) asks the client to set its forward up
+// again on a fresh QUIC connection while this one keeps serving the
+// tunneled connections it already carries: the server is draining for a
+// graceful restart. The old session ends once it is empty: a local-forward
+// client closes it (SessionClose) when its last connection has ended; for a
+// remote forward the server does, after the new session took over the port.
+type SessionMigrate struct{}
+
 // ConnectionClose announces that a tunneled connection ended. It is advisory:
 // a stream's FIN or reset is what actually ends the data, so a ConnectionClose
 // overtaking the last bytes of a stream loses nothing.
@@ -190,6 +201,7 @@ type ConnectionClose struct {
 func (LocalForwardRequest) Type() MsgType  { return TypeLocalForwardRequest }
 func (RemoteForwardRequest) Type() MsgType { return TypeRemoteForwardRequest }
 func (SessionClose) Type() MsgType         { return TypeSessionClose }
+func (SessionMigrate) Type() MsgType       { return TypeSessionMigrate }
 func (ConnectionClose) Type() MsgType      { return TypeConnectionClose }
 
 func (m ForwardResponse) Type() MsgType {
@@ -229,7 +241,8 @@ func (m RemoteForwardRequest) appendPayload(b []byte) []byte {
 	return append(b, m.LocalDestination...)
 }
 
-func (SessionClose) appendPayload(b []byte) []byte { return b }
+func (SessionClose) appendPayload(b []byte) []byte   { return b }
+func (SessionMigrate) appendPayload(b []byte) []byte { return b }
 
 func (m ConnectionClose) appendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, m.ConnID)
@@ -362,6 +375,9 @@ func Decode(t MsgType, p []byte) (Message, error) {
 	case TypeSessionClose:
 		// The payload is reserved; ignore its contents for forward compatibility.
 		return SessionClose{}, nil
+
+	case TypeSessionMigrate:
+		return SessionMigrate{}, nil // the payload is reserved, as for SessionClose
 
 	case TypeConnectionClose:
 		if len(p) != 5 {

@@ -27,6 +27,7 @@ var vectors = []struct {
 		"220007" + "01" + hex.EncodeToString([]byte("in use"))},
 	{"RemoteNewConnection", NewConnection{Remote: true, ConnID: 0x01020304, Protocol: UDP}, "230005" + "01020304" + "02"},
 	{"SessionClose", SessionClose{}, "410000"},
+	{"SessionMigrate", SessionMigrate{}, "420000"},
 	{"ConnectionClose", ConnectionClose{ConnID: 7, Reason: ReasonRefused}, "610005" + "00000007" + "01"},
 }
 
