@@ -165,6 +165,7 @@ type client struct {
 	ready chan struct{} // closed when cur becomes non-nil
 
 	wg sync.WaitGroup // local-forward relays
+	bg sync.WaitGroup // sessions the server moved elsewhere, until they end
 }
 
 // Run connects, authenticates and serves the forward until ctx ends (then it
@@ -203,6 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 			c.acceptLocal(ctx)
 		}()
 	}
+	defer c.bg.Wait()
 	return c.loop(ctx, c.once)
 }
 
@@ -214,20 +216,40 @@ func (c *client) once(ctx context.Context) (established bool, err error) {
 		return false, err
 	}
 	c.publish(s)
-	defer c.publish(nil)
-	return true, s.serve(ctx)
+	err = s.serve(ctx)
+	if !errors.Is(err, errMigrate) {
+		// A migrated session stays in use until the next one replaces it.
+		c.unpublish(s)
+	}
+	return true, err
 }
 
-// publish makes s the session new local connections use (nil: none).
+// publish makes s the session new local connections use.
 func (c *client) publish(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.cur = s
-	if s != nil {
+	if c.cur == nil {
 		close(c.ready)
-	} else {
+	}
+	c.cur = s
+}
+
+// unpublish withdraws s if it is the current session: new local
+// connections wait for the next one.
+func (c *client) unpublish(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == s {
+		c.cur = nil
 		c.ready = make(chan struct{})
 	}
+}
+
+// isCurrent reports whether s is the session new local connections use.
+func (c *client) isCurrent(s *session) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur == s
 }
 
 // waitSession returns the established session, waiting until deadline for

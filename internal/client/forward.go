@@ -104,6 +104,8 @@ func (s *session) openStream(ctx context.Context, protocol proto.Protocol) (*qui
 }
 
 func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn tunnel.Conn, st *quic.Stream) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	log.Debug("connection open")
 	stats, err := tunnel.Relay(conn, st, tunnel.Counters{})
 	reason := proto.ReasonNormal

@@ -35,6 +35,11 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 			return nil
 		case err == nil:
 			return nil
+		case errors.Is(err, errMigrate):
+			// Make before break: the new session at once, no backoff.
+			b.Reset()
+			failures, wasUp = 0, true
+			continue
 		case IsPermanent(err) && !(wasUp && portInUse(err)):
 			// A remote port still in use after we had it is most likely
 			// held by our own previous session, which the server drops

@@ -29,8 +29,14 @@ type session struct {
 	nextID  atomic.Uint32
 	wg      sync.WaitGroup // remote-forward relays
 
-	stdioFailed atomic.Bool // the stdio relay ended with an error
+	stdioFailed atomic.Bool  // the stdio relay ended with an error
+	active      atomic.Int64 // tunneled connections this session carries
 }
+
+// errMigrate means the server asked for the forward on a fresh connection
+// (SessionMigrate: it is draining for a graceful restart). The old session
+// goes on in the background until its connections have ended.
+var errMigrate = errors.New("server asked to move the forward to a new connection")
 
 // connect dials the server, authenticates and sets up the forward. On error
 // everything it opened is closed again.
@@ -89,9 +95,15 @@ func (s *session) close() {
 
 // serve runs the established session until it ends. It returns nil when ctx
 // ended (after telling the server) or the stdio connection finished.
-func (s *session) serve(ctx context.Context) error {
-	defer s.close()
+func (s *session) serve(ctx context.Context) (err error) {
+	defer func() {
+		if !errors.Is(err, errMigrate) {
+			s.close()
+		}
+	}()
 	connCtx := s.conn.Context()
+	udpCtx, stopUDP := context.WithCancel(connCtx)
+	defer stopUDP()
 	if s.c.cfg.Forward.Remote {
 		s.wg.Add(1)
 		go func() {
@@ -113,7 +125,7 @@ func (s *session) serve(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := ul.Run(connCtx); err != nil {
+			if err := ul.Run(udpCtx); err != nil {
 				s.log.Warn("UDP listener failed", "err", err)
 			}
 		}()
@@ -145,11 +157,50 @@ func (s *session) serve(ctx context.Context) error {
 		}
 		return nil
 	case err := <-readErr:
+		if errors.Is(err, errMigrate) {
+			// Datagrams from now on belong to the new session's flows.
+			stopUDP()
+			s.c.bg.Add(1)
+			go func() {
+				defer s.c.bg.Done()
+				s.finishMigrated(ctx)
+			}()
+			return err
+		}
 		if s.c.cfg.Forward.Stdio != nil {
 			// The stdio byte stream cannot resume on a new session.
 			return &permanentError{err}
 		}
 		return err
+	}
+}
+
+// finishMigrated serves a session the server moved elsewhere until it ends:
+// the server ends a remote forward's old session once the port moved and
+// its connections have ended; a local forward's old session is ended here
+// once the new session carries new connections and the last old one has
+// ended.
+func (s *session) finishMigrated(ctx context.Context) {
+	defer s.close()
+	defer s.c.unpublish(s) // if no new session replaced it
+	connCtx := s.conn.Context()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.closeSession()
+			return
+		case <-connCtx.Done():
+			s.log.Info("previous session ended")
+			return
+		case <-t.C:
+		}
+		if !s.c.cfg.Forward.Remote && !s.c.isCurrent(s) && s.active.Load() == 0 {
+			s.log.Info("previous session is idle; closing it")
+			s.closeSession()
+			return
+		}
 	}
 }
 
@@ -176,6 +227,15 @@ func (s *session) readControl() error {
 			return s.sessionError(err)
 		}
 		switch m := msg.(type) {
+		case proto.SessionMigrate:
+			if s.c.cfg.Forward.Stdio != nil {
+				// One byte stream cannot move; it stays until it ends.
+				s.log.Info("server is draining; the stdio connection stays on this session")
+				continue
+			}
+			s.log.Info("server is restarting; moving the forward to a new connection")
+			go s.drainControl()
+			return errMigrate
 		case proto.SessionClose:
 			s.log.Info("server closed the session")
 			s.conn.CloseWithError(proto.ConnClosed, "")
@@ -188,6 +248,21 @@ func (s *session) readControl() error {
 			err := fmt.Errorf("%w: unexpected %v from the server", proto.ErrMalformed, msg.Type())
 			s.conn.CloseWithError(proto.ConnProtocolError, err.Error())
 			return err
+		}
+	}
+}
+
+// drainControl reads a migrated session's remaining control messages, so
+// the server's SessionClose is seen, until the connection ends.
+func (s *session) drainControl() {
+	for {
+		msg, err := s.control.Read()
+		if err != nil {
+			return
+		}
+		if _, ok := msg.(proto.SessionClose); ok {
+			s.conn.CloseWithError(proto.ConnClosed, "")
+			return
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,18 @@ type Config struct {
 	Audit *audit.Log
 	// Logger receives the server's logs (nil discards them).
 	Logger *slog.Logger
+
+	// PacketConn, if set, is the UDP socket to serve on instead of binding
+	// Listen: a data plane's socket, opened by the control plane.
+	PacketConn *net.UDPConn
+	// ConnectionIDs, if set, issues the server's QUIC connection IDs (a
+	// data plane's steer.CIDGenerator).
+	ConnectionIDs quic.ConnectionIDGenerator
+	// TakeOver, if set, is asked for the listening socket of a remote
+	// forward whose port is in use: a draining data plane hands its socket
+	// over when a session of the same client identity sets the forward up
+	// again, so the port never stops accepting.
+	TakeOver func(port uint16, protocol proto.Protocol, identity string) (*os.File, error)
 }
 
 // DefaultListen is the default QUIC listen address.
@@ -160,6 +173,7 @@ type Server struct {
 	authOK, authFailed atomic.Uint64
 	okBy, failBy       [4]atomic.Uint64 // by auth.Method
 	serving            atomic.Bool
+	draining           atomic.Bool
 	started            time.Time
 
 	sessMu              sync.Mutex
@@ -191,13 +205,15 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
-	}
-	udp, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
+	udp := cfg.PacketConn
+	if udp == nil {
+		addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+		}
+		if udp, err = net.ListenUDP("udp", addr); err != nil {
+			return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
+		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
@@ -213,7 +229,7 @@ func Listen(cfg Config) (*Server, error) {
 		// A nil config would mean quic-go's defaults, not ours.
 		return perConn, nil
 	}
-	s.tr = &quic.Transport{Conn: udp}
+	s.tr = &quic.Transport{Conn: udp, ConnectionIDGenerator: cfg.ConnectionIDs}
 	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs != nil), qc)
 	if err != nil {
 		udp.Close()
@@ -299,7 +315,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for {
 		conn, err := s.ln.Accept(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !s.draining.Load() {
 				acceptErr = fmt.Errorf("accept: %w", err)
 			}
 			break
@@ -312,9 +328,64 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.serving.Store(false)
 	s.ln.Close()
+	stopPrune() // Serve waits for the pruner below
 	s.audit("shutdown", "listen", s.ln.Addr().String(), "sessions", s.sessions.Load())
 	s.wg.Wait()
 	return acceptErr
+}
+
+// Drain stops accepting QUIC connections and asks every client to set its
+// forward up again on a fresh connection (SessionMigrate), which the
+// control plane's steering sends to the new data plane. Established
+// tunneled connections go on; Serve returns once every session has ended.
+// Drain is idempotent.
+func (s *Server) Drain() {
+	if !s.draining.CompareAndSwap(false, true) {
+		return
+	}
+	s.serving.Store(false)
+	s.ln.Close() // Serve stops accepting; the transport and sessions go on
+	s.sessMu.Lock()
+	list := make([]*session, 0, len(s.sessList))
+	for ss := range s.sessList {
+		list = append(list, ss)
+	}
+	s.sessMu.Unlock()
+	s.log.Info("draining: asking clients to reconnect", "sessions", len(list))
+	s.audit("drain", "listen", s.ln.Addr().String(), "sessions", len(list))
+	for _, ss := range list {
+		ss.migrate()
+	}
+}
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// ErrNoSuchForward means HandOver found no draining remote forward to hand
+// over.
+var ErrNoSuchForward = errors.New("no draining remote forward of this client on this port")
+
+// HandOver gives up the listening socket of a draining session's remote
+// forward on port to a new session of the same client identity: it returns
+// a duplicate of the socket and stops accepting on it. Connections already
+// accepted stay with the old session, which ends once they have.
+func (s *Server) HandOver(port uint16, protocol proto.Protocol, identity string) (*os.File, error) {
+	if !s.draining.Load() {
+		return nil, ErrNoSuchForward
+	}
+	s.sessMu.Lock()
+	var found *session
+	for ss := range s.sessList {
+		if rl := ss.rpf.Load(); rl != nil && rl.port == port && rl.protocol == protocol && ss.identity() == identity && !rl.handedOver.Load() {
+			found = ss
+			break
+		}
+	}
+	s.sessMu.Unlock()
+	if found == nil {
+		return nil, ErrNoSuchForward
+	}
+	return found.handOver()
 }
 
 // Close releases the socket of a server that will not Serve.
@@ -424,6 +495,10 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 	s.sessMu.Lock()
 	s.sessList[sess] = struct{}{}
 	s.sessMu.Unlock()
+	if s.draining.Load() {
+		// Authenticated after the drain began: move it along too.
+		sess.migrate()
+	}
 	defer func() {
 		s.sessMu.Lock()
 		delete(s.sessList, sess)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,84 @@ type session struct {
 	control *tunnel.Control
 	nextID  atomic.Uint32
 	wg      sync.WaitGroup // accept loop and relays
+
+	rpf         atomic.Pointer[remoteListener] // the remote forward's socket, once open
+	migrateOnce sync.Once
+}
+
+// remoteListener is a remote forward's listening socket, as far as a
+// graceful restart needs it: a duplicate to hand over, and a way to stop
+// accepting on it without closing the socket.
+type remoteListener struct {
+	port       uint16
+	protocol   proto.Protocol
+	file       func() (*os.File, error)
+	stop       func() // returns once nothing more is accepted
+	handedOver atomic.Bool
+}
+
+// identity names the client for hand-overs: the same identity may take over
+// the session's remote port.
+func (ss *session) identity() string {
+	return ss.peer.Method.String() + ":" + ss.peer.Identity()
+}
+
+// migrate asks the client to set its forward up again on a fresh
+// connection (the server is draining).
+func (ss *session) migrate() {
+	ss.migrateOnce.Do(func() {
+		go func() {
+			if err := ss.control.Send(ss.conn.Context(), proto.SessionMigrate{}); err == nil {
+				ss.log.Info("asked the client to reconnect (draining)")
+			}
+		}()
+	})
+}
+
+// handOver stops accepting on the remote forward's socket and returns a
+// duplicate of it for the client's new session. This session then ends as
+// soon as the connections it already carries have ended.
+func (ss *session) handOver() (*os.File, error) {
+	rl := ss.rpf.Load()
+	if rl == nil || !rl.handedOver.CompareAndSwap(false, true) {
+		return nil, ErrNoSuchForward
+	}
+	f, err := rl.file()
+	if err != nil {
+		rl.handedOver.Store(false)
+		return nil, fmt.Errorf("duplicate the listening socket: %w", err)
+	}
+	rl.stop()
+	ss.log.Info("handed the remote port over to the client's new session", "active_connections", ss.active.Load())
+	ss.srv.audit("forward_handover", "remote", ss.remote, "port", rl.port, "protocol", rl.protocol.String())
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		ss.closeWhenIdle()
+	}()
+	return f, nil
+}
+
+// closeWhenIdle ends a session whose forward moved elsewhere once its last
+// tunneled connection has ended.
+func (ss *session) closeWhenIdle() {
+	connCtx := ss.conn.Context()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for ss.active.Load() > 0 {
+		select {
+		case <-connCtx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	ctx, cancel := context.WithTimeout(connCtx, time.Second)
+	defer cancel()
+	if ss.control.Send(ctx, proto.SessionClose{}) == nil {
+		<-ctx.Done() // the client hangs up, or a second passes
+	}
+	ss.log.Info("session ended: its forward moved to the client's new session")
+	ss.conn.CloseWithError(proto.ConnClosed, "forward moved to a new session")
 }
 
 // serve runs the session until the client or the server ends it.
@@ -166,29 +245,76 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	if req.Protocol == proto.UDP {
 		return ss.startRemoteUDP(ctx, log, req)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(int(req.Port))))
+	ln, err := ss.listenTCP(req.Port)
 	if err != nil {
 		ss.refuseListen(ctx, log, req.Port, err)
 		return nil
 	}
 	log = ss.remoteOpened(ctx, log, ln.Addr(), req)
 
+	// Admission happens here, in the accept loop, so that once the loop
+	// has stopped every accepted connection is counted in ss.active.
+	accepting := make(chan struct{})
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
+		defer close(accepting)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			tc := c.(*net.TCPConn)
+			if !ss.admit() {
+				tc.SetLinger(0)
+				tc.Close()
+				continue
+			}
 			ss.wg.Add(1)
 			go func() {
 				defer ss.wg.Done()
-				ss.relayRemote(ctx, c.(*net.TCPConn))
+				defer ss.release()
+				ss.relayRemote(ctx, tc)
 			}()
 		}
 	}()
+	ss.rpf.Store(&remoteListener{port: req.Port, protocol: proto.TCP, file: ln.File,
+		stop: func() { ln.Close(); <-accepting }})
 	return ss.remoteCloser(log, ln.Addr(), func() { ln.Close() })
+}
+
+// listenTCP opens a remote forward's TCP port, or takes over its socket from
+// a draining data plane when a session of the same client holds it there.
+func (ss *session) listenTCP(port uint16) (*net.TCPListener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(int(port))))
+	if err == nil {
+		return ln.(*net.TCPListener), nil
+	}
+	f := ss.takeOver(port, proto.TCP, err)
+	if f == nil {
+		return nil, err
+	}
+	defer f.Close()
+	fl, ferr := net.FileListener(f)
+	if ferr != nil {
+		return nil, fmt.Errorf("%w (and the handed-over socket: %v)", err, ferr)
+	}
+	return fl.(*net.TCPListener), nil
+}
+
+// takeOver asks for port's socket when opening it failed because it is in
+// use. It returns nil when nobody hands one over.
+func (ss *session) takeOver(port uint16, protocol proto.Protocol, err error) *os.File {
+	if ss.srv.cfg.TakeOver == nil || !errors.Is(err, syscall.EADDRINUSE) || port == 0 {
+		return nil
+	}
+	f, terr := ss.srv.cfg.TakeOver(port, protocol, ss.identity())
+	if terr != nil {
+		ss.log.Debug("no draining data plane hands this port over", "port", port, "err", terr)
+		return nil
+	}
+	ss.log.Info("took the remote port over from a draining data plane", "port", port, "protocol", protocol.String())
+	return f
 }
 
 // refuseListen answers a remote forward whose port could not be opened.
@@ -228,8 +354,18 @@ func (ss *session) remoteCloser(log *slog.Logger, addr net.Addr, stop func()) fu
 func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req proto.RemoteForwardRequest) func() {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(req.Port)})
 	if err != nil {
-		ss.refuseListen(ctx, log, req.Port, err)
-		return nil
+		f := ss.takeOver(req.Port, proto.UDP, err)
+		if f == nil {
+			ss.refuseListen(ctx, log, req.Port, err)
+			return nil
+		}
+		c, ferr := net.FilePacketConn(f)
+		f.Close()
+		if ferr != nil {
+			ss.refuseListen(ctx, log, req.Port, err)
+			return nil
+		}
+		pc = c.(*net.UDPConn)
 	}
 	log = ss.remoteOpened(ctx, log, pc.LocalAddr(), req)
 	ul := &tunnel.UDPListener{
@@ -262,13 +398,19 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 		Count:       ss.counters(),
 	}
 	uctx, cancel := context.WithCancel(ctx)
+	running := make(chan struct{})
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
+		defer close(running)
 		if err := ul.Run(uctx); err != nil {
 			log.Warn("UDP listener failed", "err", err)
 		}
 	}()
+	// Handing over ends this session's flows: datagrams that arrive from
+	// then on reach the new session as new flows.
+	ss.rpf.Store(&remoteListener{port: req.Port, protocol: proto.UDP, file: pc.File,
+		stop: func() { cancel(); <-running; pc.Close() }})
 	return ss.remoteCloser(log, pc.LocalAddr(), func() {
 		cancel()
 		pc.Close()
@@ -287,7 +429,6 @@ func listenStatus(port uint16, err error) (proto.Status, string) {
 	return proto.StatusInternalError, fmt.Sprintf("the server could not listen on port %d", port)
 }
 
-// relayRemote carries one accepted TCP connection to the client.
 // counters count tunneled bytes into the server's and the session's totals
 // as they move, so metrics are true mid-transfer.
 func (ss *session) counters() tunnel.Counters {
@@ -323,13 +464,9 @@ func (ss *session) admit() bool {
 
 func (ss *session) release() { ss.active.Add(-1) }
 
+// relayRemote carries one accepted (and admitted) TCP connection to the
+// client.
 func (ss *session) relayRemote(ctx context.Context, c *net.TCPConn) {
-	if !ss.admit() {
-		c.SetLinger(0)
-		c.Close()
-		return
-	}
-	defer ss.release()
 	id := ss.nextID.Add(1)
 	log := ss.log.With("conn_id", id, "from", c.RemoteAddr().String())
 	if err := ss.control.Send(ctx, proto.NewConnection{Remote: true, ConnID: id, Protocol: proto.TCP}); err != nil {

@@ -65,6 +65,9 @@ type Server struct {
 	done   chan error
 }
 
+// Done is closed when Serve has returned.
+func (s *Server) Done() <-chan error { return s.done }
+
 // Addr returns the server's host:port.
 func (s *Server) AddrString() string { return s.Addr().String() }
 

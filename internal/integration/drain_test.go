@@ -1,0 +1,193 @@
+package integration
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/proto"
+	"github.com/quicport/quicport/internal/server"
+	"github.com/quicport/quicport/internal/steer"
+	"github.com/quicport/quicport/internal/testutil"
+)
+
+// steering loads the BPF steering program; CI runs as root, where it must
+// load, elsewhere the test is skipped.
+func steering(t *testing.T) *steer.Steering {
+	t.Helper()
+	s, err := steer.New(steer.NewSalt())
+	if err != nil {
+		if errors.Is(err, steer.ErrUnsupported) && os.Getenv("CI") == "" {
+			t.Skipf("needs BPF (run as root): %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// prober connects to addr every 10 ms and checks the echo of one byte,
+// counting failures, until stop is called, which returns the counts.
+func prober(addr string) (stop func() (ok, failed int)) {
+	var okN, failN atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					failN.Add(1)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				b := []byte{'p'}
+				if _, err := c.Write(b); err != nil {
+					failN.Add(1)
+					return
+				}
+				if _, err := io.ReadFull(c, b); err != nil {
+					failN.Add(1)
+					return
+				}
+				okN.Add(1)
+			}()
+		}
+	}()
+	return func() (int, int) {
+		close(done)
+		wg.Wait()
+		return int(okN.Load()), int(failN.Load())
+	}
+}
+
+// A draining server hands its clients to a new server on the same UDP port
+// without losing a byte: transfers under way complete, idle connections stay
+// usable, the remote port never refuses a connection, and the old server
+// returns from Serve once its last connection has ended. This is the
+// mechanism of a graceful restart, in one process; the restart test drives
+// it through quicport server and quicport ctl.
+func TestDrainMovesClientsWithoutLoss(t *testing.T) {
+	st := steering(t)
+	cr := credentials(t)[0]
+	cert := testutil.Identity(t)
+	// plane starts data plane id on addr's port.
+	plane := func(id uint8, addr string, takeOver func(uint16, proto.Protocol, string) (*os.File, error)) *testutil.Server {
+		pc, err := st.Listen(addr, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testutil.StartServer(t, server.Config{Auth: cr.server, Certificate: cert, PacketConn: pc,
+			ConnectionIDs: steer.CIDGenerator{ID: id, Salt: st.Salt()}, TakeOver: takeOver})
+	}
+	if err := st.SetCurrent(1); err != nil {
+		t.Fatal(err)
+	}
+	old := plane(1, "127.0.0.1:0", nil)
+	addr := old.AddrString()
+
+	echo := testutil.EchoServer(t)
+	var rpfReady, lpfReady atomic.Int32
+	port := testutil.FreePort(t)
+	rpf := testutil.StartClient(t, client.Config{
+		Server: addr, Auth: cr.client, TOFU: testutil.KnownHosts(t), Reconnect: true,
+		Forward: client.Forward{Remote: true, Source: mustAddr(t, testutil.Itoa(port)), Dest: mustAddr(t, echo)},
+		OnReady: func(client.Ready) { rpfReady.Add(1) },
+	})
+	lpf := testutil.StartClient(t, client.Config{
+		Server: addr, Auth: cr.client, TOFU: testutil.KnownHosts(t), Reconnect: true,
+		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+		OnReady: func(client.Ready) { lpfReady.Add(1) },
+	})
+	rpfEntry, lpfEntry := entryOf(t, rpf, true), entryOf(t, lpf, false)
+
+	// Idle connections through both forwards, open across the restart.
+	var idle []net.Conn
+	for i := range 20 {
+		entry := lpfEntry
+		if i%2 == 1 {
+			entry = rpfEntry
+		}
+		c, err := net.Dial("tcp", entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		echoOnce(t, c, "before")
+		idle = append(idle, c)
+	}
+	stopProbe := prober(rpfEntry)
+	transfers := make(chan error, 2)
+	for i, entry := range []string{lpfEntry, rpfEntry} {
+		go func() { transfers <- testutil.EchoCheck(entry, 64<<20, uint64(i)) }()
+	}
+	time.Sleep(300 * time.Millisecond) // the transfers are under way
+
+	// The restart: a new server on the same port, new connections to it,
+	// the old one drains and hands over.
+	plane(2, addr, old.HandOver)
+	if err := st.SetCurrent(2); err != nil {
+		t.Fatal(err)
+	}
+	old.Drain()
+
+	for range 2 {
+		if err := <-transfers; err != nil {
+			t.Fatalf("transfer across the restart: %v", err)
+		}
+	}
+	waitFor(t, func() bool { return rpfReady.Load() == 2 && lpfReady.Load() == 2 }, "both clients to set their forwards up on the new server")
+	for _, c := range idle {
+		echoOnce(t, c, "after")
+	}
+	time.Sleep(200 * time.Millisecond) // probes after the hand-over
+	ok, failed := stopProbe()
+	if failed > 0 {
+		t.Fatalf("the remote port failed %d of %d probes during the restart", failed, ok+failed)
+	}
+	t.Logf("%d probes of the remote port, none failed", ok)
+	for _, c := range idle {
+		c.Close()
+	}
+	select {
+	case <-old.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the drained server still serves %d sessions after its last connection ended", old.Stats().SessionsActive)
+	}
+	// New connections go through the new server.
+	for _, entry := range []string{lpfEntry, rpfEntry} {
+		if err := testutil.EchoCheck(entry, 1<<20, 9); err != nil {
+			t.Fatalf("after the restart: %v", err)
+		}
+	}
+}
+
+func echoOnce(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo %q = %q, %v", msg, got, err)
+	}
+}
