@@ -8,6 +8,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Genesis is the "previous hash" of a log's first line.
@@ -27,10 +30,16 @@ const maxLine = 1 << 20
 
 // Log appends hash-chained JSON lines to a file. It is safe for concurrent
 // use. A nil *Log records nothing.
+//
+// Several processes may append to one log (a control plane and its data
+// planes): each append holds an exclusive flock on the file, and a writer
+// that finds the file grown by someone else takes the hash of the last line
+// from the file, so the chain stays one chain.
 type Log struct {
 	mu   sync.Mutex
 	f    *os.File
 	prev string
+	size int64 // the file's size after our last append
 	now  func() time.Time
 }
 
@@ -55,7 +64,26 @@ func Open(path string) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
 	}
-	return &Log{f: f, prev: prev, now: time.Now}, nil
+	return &Log{f: f, prev: prev, size: fi.Size(), now: time.Now}, nil
+}
+
+// tailHash returns the hash of the last line of a file of size bytes.
+func tailHash(f *os.File, size int64) (string, error) {
+	if size == 0 {
+		return Genesis, nil
+	}
+	n := min(size, maxLine+1)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, size-n); err != nil {
+		return "", err
+	}
+	buf = bytes.TrimSuffix(buf, []byte("\n"))
+	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+		buf = buf[i+1:]
+	} else if n < size {
+		return "", fmt.Errorf("last line longer than %d bytes", maxLine)
+	}
+	return hashLine(buf), nil
 }
 
 // lastHash returns the hash of the file's last line (Genesis when empty).
@@ -94,6 +122,20 @@ func (l *Log) Record(e Event) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := unix.Flock(int(l.f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("audit: lock: %w", err)
+	}
+	defer unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	fi, err := l.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if fi.Size() != l.size {
+		// Another process appended since our last line: chain onto its.
+		if l.prev, err = tailHash(l.f, fi.Size()); err != nil {
+			return fmt.Errorf("audit: read the last line: %w", err)
+		}
+	}
 	rec := make(map[string]any, len(e.Fields)+3)
 	for k, v := range e.Fields {
 		rec[k] = v
@@ -109,6 +151,7 @@ func (l *Log) Record(e Event) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	l.prev = hashLine(line)
+	l.size = fi.Size() + int64(len(line)) + 1
 	return nil
 }
 

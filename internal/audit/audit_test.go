@@ -114,3 +114,36 @@ func FuzzVerify(f *testing.F) {
 		Verify(strings.NewReader(s))
 	})
 }
+
+// Writers in several processes (a control plane and its data planes) keep
+// one chain: here two Logs on one file, each with its own descriptor and
+// flock, append concurrently.
+func TestTwoWritersKeepOneChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	var logs []*Log
+	for range 2 {
+		l, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		logs = append(logs, l)
+	}
+	var wg sync.WaitGroup
+	for w, l := range logs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				if err := l.Record(Event{Type: "forward_open", Fields: map[string]any{"writer": w, "n": i}}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b, _ := os.ReadFile(path)
+	if n, err := verify(t, string(b)); err != nil || n != 400 {
+		t.Fatalf("Verify = %d lines, %v; want 400 lines in one chain", n, err)
+	}
+}
