@@ -1,4 +1,4 @@
-// Command quicport forwards TCP ports over QUIC. See README.md.
+// Command quicport forwards TCP and UDP ports over QUIC. See README.md.
 package main
 
 import (
@@ -11,8 +11,18 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM cancels the context with the signal as
+	// its cause (quicport server treats them differently); a second one
+	// ends the process at once.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		signal.Stop(sigs)
+		cancel(cli.Signaled{Signal: s})
+	}()
 	code := cli.Run(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Getenv)
-	stop()
+	cancel(nil)
 	os.Exit(code)
 }

@@ -22,12 +22,26 @@ import (
 // DefaultListen is the default API address.
 const DefaultListen = "0.0.0.0:39001"
 
-// Source is the server the API describes.
+// Source is the server the API describes: the control plane's view of its
+// data planes.
 type Source interface {
+	// Serving reports whether a data plane accepts new connections.
 	Serving() bool
-	Started() time.Time
 	Stats() server.Stats
 	Sessions() []server.SessionInfo
+	DataPlanes() []DataPlane
+}
+
+// DataPlane is one data plane in /api/v1/status.
+type DataPlane struct {
+	PID               int    `json:"pid"`
+	ID                int    `json:"id,omitempty"`
+	State             string `json:"state"`
+	StartedAt         int64  `json:"started_at"`
+	ActiveConnections int64  `json:"active_connections"`
+	Sessions          int64  `json:"sessions"`
+	BytesSent         uint64 `json:"bytes_sent"`
+	BytesReceived     uint64 `json:"bytes_received"`
 }
 
 // Server is the HTTP API. Create it with Listen, run it with Serve.
@@ -53,17 +67,9 @@ func Listen(addr string, src Source, reg *prometheus.Registry, log *slog.Logger)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		st := src.Stats()
-		state := "ACTIVE"
-		if !src.Serving() {
-			state = "TERMINATED"
-		}
 		writeJSON(w, http.StatusOK, map[string]any{
-			"data_planes": []map[string]any{{
-				"state": state, "started_at": src.Started().Unix(),
-				"active_connections": st.ConnectionsActive, "bytes_sent": st.BytesSent, "bytes_received": st.BytesRecv,
-			}},
-			"sessions": src.Sessions(),
+			"data_planes": src.DataPlanes(),
+			"sessions":    src.Sessions(),
 		})
 	})
 	if log == nil {

@@ -46,6 +46,8 @@ type env func(string) string
 
 // app carries what every subcommand needs.
 type app struct {
+	args      []string  // the command line, for data planes to parse
+	launch    *launched // set in a data plane started by a control plane
 	ctx       context.Context
 	stdio     Stdio
 	getenv    env
@@ -57,7 +59,13 @@ type app struct {
 // Run runs the quicport command line with args (without the program name)
 // and returns the process exit code.
 func Run(ctx context.Context, args []string, stdio Stdio, getenv func(string) string) int {
-	a := &app{ctx: ctx, stdio: stdio, getenv: getenv}
+	a := &app{args: args, ctx: ctx, stdio: stdio, getenv: getenv}
+	return a.run(args)
+}
+
+// run executes args with a's root command and returns the exit code.
+func (a *app) run(args []string) int {
+	stdio, ctx := a.stdio, a.ctx
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdio.In)

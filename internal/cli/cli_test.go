@@ -17,6 +17,16 @@ import (
 type leakChecked struct{ m *testing.M }
 
 func (l leakChecked) Run() int {
+	dir, err := os.MkdirTemp("", "quicport-cli-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if quicportBin, err = testutil.BuildQuicport(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	stop := testutil.Watchdog(8 * time.Minute)
 	code := l.m.Run()
 	stop()

@@ -2,30 +2,49 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
+	"net"
 	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"strings"
-	"time"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/control"
 	"github.com/quicport/quicport/internal/dataplane"
+	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
 )
 
+// launched is what a data plane started by a control plane inherits: its
+// UDP socket (fd 3), its control channel (fd 4) and the launch message.
+type launched struct {
+	msg     dataplane.Launch
+	conn    *net.UDPConn
+	control net.Conn
+}
+
 func (a *app) dataPlaneCommand() *cobra.Command {
-	var listen string
+	var (
+		listen       string
+		supervised   bool
+		drainTimeout = dataplane.DefaultDrainTimeout
+	)
 	cmd := &cobra.Command{
 		Use:   "data-plane",
 		Short: "Run a data plane: terminate QUIC, authenticate, relay (configured by QUICPORT_DP_* variables)",
 		Long: `Run one data plane: the part of the server that terminates QUIC, authenticates
-clients and relays their forwards. quicport server runs the same code in one
-process; data-plane runs it standalone, configured by the environment so no
-secret is in argv:
+clients and relays their forwards. quicport server starts and supervises its
+data planes itself; data-plane runs one standalone, configured by the
+environment so no secret is in argv:
 
   QUICPORT_DP_AUTH_TYPE       psk or x25519
   QUICPORT_DP_PSK             the pre-shared key (psk)
@@ -34,10 +53,14 @@ secret is in argv:
 
 While it runs, $XDG_STATE_HOME/quicport/dataplanes/dp-<pid>.state (default
 ~/.local/state) holds its state, connections and bytes; quicport ctl status
-shows them.`,
+shows them, and quicport ctl drain --pid drains it. SIGINT or SIGTERM closes
+every session (clients are told, and reconnect).`,
 		Example: `  QUICPORT_DP_AUTH_TYPE=psk QUICPORT_DP_PSK="$(cat psk)" quicport data-plane --listen 0.0.0.0:39000`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if supervised {
+				return a.supervisedDataPlane(cmd.Context())
+			}
 			log, err := a.logger(cmd, a.stdio.Out)
 			if err != nil {
 				return err
@@ -54,19 +77,155 @@ shows them.`,
 			if err != nil {
 				return fmt.Errorf("server identity: %w", err)
 			}
-			srv, err := server.Listen(server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log})
+			stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
 			if err != nil {
 				return err
 			}
-			log.Info("quicport data plane listening", "listen", srv.Addr().String(), "auth", policy.Method().String(),
-				"cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "pid", os.Getpid())
-			err = a.serveWithState(cmd.Context(), srv, log)
-			log.Info("quicport data plane stopped")
-			return err
+			runDir, err := dataplane.RuntimeDir(a.getenv, stateDir)
+			if err != nil {
+				return err
+			}
+			return a.runDataPlane(cmd.Context(), server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log},
+				dataplane.Options{RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log},
+				[]any{"auth", policy.Method().String(), "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])})
 		},
 	}
-	cmd.Flags().StringVarP(&listen, "listen", "l", server.DefaultListen, "UDP address to accept QUIC connections on")
+	fs := cmd.Flags()
+	fs.StringVarP(&listen, "listen", "l", server.DefaultListen, "UDP address to accept QUIC connections on")
+	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
+	fs.BoolVar(&supervised, "supervised", false, "run as a data plane of quicport server (inherits its socket and control channel)")
+	_ = fs.MarkHidden("supervised")
 	return cmd
+}
+
+// supervisedDataPlane reads the launch message from the inherited control
+// channel and runs the server command line it carries as a data plane.
+func (a *app) supervisedDataPlane(ctx context.Context) error {
+	ctlFile, sockFile := os.NewFile(4, "control"), os.NewFile(3, "socket")
+	if ctlFile == nil || sockFile == nil {
+		return errors.New("data-plane --supervised is started by quicport server, with its socket and control channel")
+	}
+	ctl, err := net.FileConn(ctlFile)
+	ctlFile.Close()
+	if err != nil {
+		return fmt.Errorf("control channel: %w", err)
+	}
+	pc, err := net.FilePacketConn(sockFile)
+	sockFile.Close()
+	if err != nil {
+		return fmt.Errorf("inherited socket: %w", err)
+	}
+	msg, err := dataplane.ReadLaunch(ctl)
+	if err != nil {
+		return err
+	}
+	// The control plane decides when a data plane stops; a signal to the
+	// process group must not stop this one behind its back. SIGTERM sent
+	// to this process alone still shuts it down.
+	signal.Ignore(syscall.SIGINT)
+	b := &app{args: msg.Args, ctx: ctx, stdio: a.stdio, getenv: a.getenv,
+		launch: &launched{msg: msg, conn: pc.(*net.UDPConn), control: ctl}}
+	if code := b.run(msg.Args); code != exitOK {
+		return fmt.Errorf("data plane exited with status %d", code)
+	}
+	return nil
+}
+
+// runDataPlane runs one data plane until it is shut down or has drained.
+func (a *app) runDataPlane(ctx context.Context, cfg server.Config, opt dataplane.Options, attrs []any) error {
+	log := opt.Log.With("data_plane", os.Getpid())
+	cfg.Logger = log
+	opt.Server, opt.Log = cfg, log
+	opt.OnListening = func(srv *server.Server) {
+		log.Info("quicport data plane listening", append([]any{"listen", srv.Addr().String(), "pid", os.Getpid()}, attrs...)...)
+	}
+	err := dataplane.Run(ctx, opt)
+	log.Info("quicport data plane stopped")
+	return err
+}
+
+// runControlPlane runs quicport server: data planes, the control socket,
+// the API, and the signals. SIGINT stops everything; SIGTERM stops only
+// the control plane, so a new one adopts the running data planes; SIGHUP
+// is a graceful restart.
+func (a *app) runControlPlane(ctx context.Context, cfg control.Config, apiListen string, noAPI bool, attrs []any) error {
+	log := cfg.Log
+	exe, err := executable()
+	if err != nil {
+		return err
+	}
+	cfg.Exe, cfg.Stdout, cfg.Stderr = exe, a.stdio.Out, a.stdio.Err
+	p, err := control.Start(cfg)
+	if err != nil {
+		return err
+	}
+	var apiSrv *api.Server
+	if !noAPI {
+		if apiSrv, err = api.Listen(apiListen, p, metrics.Registry(p), log); err != nil {
+			p.Stop(true)
+			return err
+		}
+		attrs = append(attrs, "api", apiSrv.Addr().String())
+	}
+	attrs = append([]any{"listen", p.Addr().String()}, attrs...)
+	attrs = append(attrs, "graceful_restart", map[bool]string{true: "bpf", false: "unavailable"}[p.Steered()])
+	log.Info("quicport server listening", attrs...)
+	notify("READY=1")
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g, gctx := errgroup.WithContext(ctx)
+	runCtx, stopRun := context.WithCancel(gctx)
+	defer stopRun()
+	if apiSrv != nil {
+		g.Go(func() error { return apiSrv.Serve(runCtx) })
+	}
+	shutdownAsked := make(chan struct{})
+	go func() {
+		if control.IsShutdown(p.Wait(runCtx)) {
+			close(shutdownAsked)
+		}
+	}()
+	shutdown := false
+	g.Go(func() error {
+		defer stopRun()
+		for {
+			select {
+			case <-hup:
+				notify("RELOADING=1")
+				if msg, err := p.Restart(); err != nil {
+					log.Error("graceful restart failed", "err", err)
+				} else {
+					log.Info("graceful restart", "result", msg)
+				}
+				notify("READY=1")
+			case <-shutdownAsked:
+				shutdown = true
+				return nil
+			case <-runCtx.Done():
+				return nil
+			}
+		}
+	})
+	err = g.Wait()
+	notify("STOPPING=1")
+	stopAll := shutdown || !stoppedBy(ctx, syscall.SIGTERM)
+	p.Stop(stopAll)
+	log.Info("quicport server stopped", "data_planes_stopped", stopAll)
+	return err
+}
+
+// executable returns the path data planes are started from: the path this
+// process was started by, so an upgraded binary there is what a graceful
+// restart runs (/proc/self/exe would name the old, deleted one).
+func executable() (string, error) {
+	if p, err := exec.LookPath(os.Args[0]); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs, nil
+		}
+	}
+	return os.Executable()
 }
 
 // dataPlanePolicy reads the QUICPORT_DP_* variables.
@@ -98,75 +257,4 @@ func (a *app) dataPlanePolicy() (auth.ServerConfig, error) {
 		return p, usagef("QUICPORT_DP_AUTH_TYPE=%q: want psk or x25519", typ)
 	}
 	return p, nil
-}
-
-// serveWithState serves srv until ctx ends while keeping its state file in
-// $XDG_STATE_HOME/quicport/dataplanes current.
-// A state file that cannot be written is logged, not fatal: serving matters
-// more than reporting.
-func (a *app) serveWithState(ctx context.Context, srv *server.Server, log *slog.Logger) error {
-	stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
-	if err != nil {
-		return err
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(ctx) })
-	g.Go(func() error {
-		err := dataplane.Publish(ctx, dataplane.Dir(stateDir), time.Second, func() dataplane.Status {
-			st := srv.Stats()
-			state := dataplane.Starting
-			if srv.Serving() {
-				state = dataplane.Active
-			}
-			return dataplane.Status{State: state, PID: os.Getpid(), Listen: srv.Addr().String(),
-				ActiveConnections: st.ConnectionsActive, BytesSent: st.BytesSent, BytesReceived: st.BytesRecv,
-				StartedAt: srv.Started().Unix()}
-		})
-		if err != nil {
-			log.Warn("quicport ctl status will not see this data plane", "err", err)
-		}
-		return nil
-	})
-	return g.Wait()
-}
-
-func (a *app) ctlCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "ctl",
-		Short: "Inspect running data planes",
-	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "status",
-		Short: "Show every data plane of this user: state, connections, bytes",
-		Long: `Show the data planes whose state files are in $XDG_STATE_HOME/quicport/dataplanes
-(default ~/.local/state): every quicport server and quicport data-plane of
-this user. A file left by a process that was killed is marked stale.`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
-			if err != nil {
-				return err
-			}
-			list, err := dataplane.List(dataplane.Dir(stateDir))
-			if err != nil {
-				return err
-			}
-			w := a.stdio.Out
-			fmt.Fprintln(w, "Data Planes:")
-			fmt.Fprintf(w, "%-10s %-12s %-12s %-15s %s\n", "PID", "State", "Connections", "Bytes Sent", "Bytes Received")
-			fmt.Fprintln(w, strings.Repeat("-", 64))
-			for _, st := range list {
-				state := st.State
-				if st.Stale {
-					state += " (stale)"
-				}
-				fmt.Fprintf(w, "%-10d %-12s %-12d %-15d %d\n", st.PID, state, st.ActiveConnections, st.BytesSent, st.BytesReceived)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(w, "(none running)")
-			}
-			return nil
-		},
-	})
-	return cmd
 }

@@ -22,7 +22,12 @@ import (
 	"github.com/quicport/quicport/internal/testutil"
 )
 
-// proc is quicport's Run in a goroutine, with JSON logs parsed as they come.
+// quicportBin is the quicport binary, for servers: they start data planes
+// from their executable, which in-process would be the test binary.
+var quicportBin string
+
+// proc is quicport's Run in a goroutine (or, for a server, the real binary),
+// with JSON logs parsed as they come.
 type proc struct {
 	t      *testing.T
 	cancel context.CancelFunc
@@ -64,6 +69,29 @@ func start(t *testing.T, env map[string]string, args ...string) *proc {
 		}
 	}()
 	errW := &lockedWriter{mu: &p.mu, w: &p.stderr}
+	if slices.Contains(args, "server") {
+		// The server starts data plane processes from its executable:
+		// run it as the real binary, with exactly env as environment.
+		cmd := exec.Command(quicportBin, append([]string{"--log-format", "json"}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		cmd.Stdout, cmd.Stderr = pw, errW
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p.cancel = func() { _ = cmd.Process.Signal(os.Interrupt) }
+		go func() {
+			cmd.Wait()
+			pw.Close()
+			wg.Wait()
+			p.code <- cmd.ProcessState.ExitCode()
+		}()
+		t.Cleanup(func() { p.stop(); cancel() })
+		return p
+	}
 	go func() {
 		code := Run(ctx, append([]string{"--log-format", "json"}, args...), Stdio{In: strings.NewReader(""), Out: pw, Err: errW}, getenv)
 		pw.Close()

@@ -4,16 +4,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/audit"
+	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/auth"
-	"github.com/quicport/quicport/internal/metrics"
+	"github.com/quicport/quicport/internal/control"
+	"github.com/quicport/quicport/internal/dataplane"
 	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
@@ -35,6 +33,7 @@ func (a *app) serverCommand() *cobra.Command {
 		tf             tlsFlags
 		apiListen      string
 		noAPI          bool
+		drainTimeout   = dataplane.DefaultDrainTimeout
 		limits         = server.Config{
 			MaxUnauthenticated: server.DefaultMaxUnauthenticated,
 			AuthFailureBurst:   server.DefaultAuthFailureBurst,
@@ -138,43 +137,33 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 				return fmt.Errorf("server identity: %w", err)
 			}
 			cert := cfg.Certificate
-			var hist prometheus.Histogram // set before Serve starts
-			cfg.ObserveHandshake = func(d time.Duration) { hist.Observe(d.Seconds()) }
-			srv, err := server.Listen(cfg)
-			if err != nil {
-				return err
-			}
-			reg, h := metrics.Registry(srv)
-			hist = h
-			var apiSrv *api.Server
-			if !noAPI {
-				if apiSrv, err = api.Listen(apiListen, srv, reg, log); err != nil {
-					srv.Close()
-					return err
-				}
-			}
 			method := policy.Method().String()
 			if clientCAs != nil && policy.Method() != 0 {
 				method = "mtls+" + method
 			} else if clientCAs != nil {
 				method = "mtls"
 			}
-			attrs := []any{"listen", srv.Addr().String(), "auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}
+			attrs := []any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
-			if apiSrv != nil {
-				attrs = append(attrs, "api", apiSrv.Addr().String())
+			stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
+			if err != nil {
+				return err
 			}
-			log.Info("quicport server listening", attrs...)
-			g, ctx := errgroup.WithContext(cmd.Context())
-			g.Go(func() error { return a.serveWithState(ctx, srv, log) })
-			if apiSrv != nil {
-				g.Go(func() error { return apiSrv.Serve(ctx) })
+			runDir, err := dataplane.RuntimeDir(a.getenv, stateDir)
+			if err != nil {
+				return err
 			}
-			err = g.Wait()
-			log.Info("quicport server stopped")
-			return err
+			if a.launch != nil {
+				// A data plane this server's control plane started.
+				return a.runDataPlane(cmd.Context(), cfg, dataplane.Options{
+					Conn: a.launch.conn, Control: a.launch.control, Launch: a.launch.msg,
+					RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log,
+				}, attrs)
+			}
+			return a.runControlPlane(cmd.Context(), control.Config{Listen: listen, Args: a.args, RuntimeDir: runDir, Audit: cfg.Audit, Log: log},
+				apiListen, noAPI, attrs)
 		},
 	}
 	fs := cmd.Flags()
@@ -193,6 +182,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	tf.registerServer(cmd)
 	fs.StringVar(&apiListen, "api-listen", api.DefaultListen, "HTTP API address: /healthcheck, /metrics (Prometheus), /api/v1/status")
 	fs.BoolVar(&noAPI, "no-api", false, "do not start the HTTP API")
+	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
 	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)
 	udp.register(cmd)

@@ -2,23 +2,23 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/client"
-	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/testutil"
 )
@@ -38,38 +38,23 @@ func get(t *testing.T, url string) (int, []byte) {
 // happened: N connections of M bytes each way, one good and one bad client.
 func TestAPIHealthMetricsStatus(t *testing.T) {
 	psk := auth.PSK("api-test-psk-0123456789")
-	var hist prometheus.Histogram
-	srv, err := server.Listen(server.Config{
-		Listen: "127.0.0.1:0", Certificate: testutil.Identity(t), Auth: auth.ServerConfig{PSK: psk},
-		ObserveHandshake: func(d time.Duration) { hist.Observe(d.Seconds()) },
-	})
-	if err != nil {
+	pskFile := filepath.Join(t.TempDir(), "psk")
+	if err := os.WriteFile(pskFile, []byte(psk), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	reg, h := metrics.Registry(srv)
-	hist = h
-	apiSrv, err := api.Listen("127.0.0.1:0", srv, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + apiSrv.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- apiSrv.Serve(ctx) }()
-	defer func() { cancel(); <-apiDone }()
-
-	if code, body := get(t, base+"/healthcheck"); code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"NOT_SERVING"`) {
-		t.Fatalf("before Serve: %d %s", code, body)
-	}
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(ctx) }()
-	waitFor(t, func() bool { code, _ := get(t, base+"/healthcheck"); return code == http.StatusOK }, "SERVING")
+	// The real server: a control plane whose API sums what its data plane
+	// reports over IPC.
+	proc := testutil.StartProcess(t, quicportBin, []string{"XDG_CONFIG_HOME=" + t.TempDir()},
+		"server", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--psk-file", pskFile)
+	started := proc.WaitLog("quicport server listening", 1, 30*time.Second)
+	base := "http://" + started["api"].(string)
+	serverAddr := started["listen"].(string)
 	if _, body := get(t, base+"/healthcheck"); strings.TrimSpace(string(body)) != `{"status":"SERVING"}` {
 		t.Fatalf("healthcheck body %s", body)
 	}
 
 	echo := testutil.EchoServer(t)
-	cfg := client.Config{Server: srv.Addr().String(), TOFU: testutil.KnownHosts(t),
+	cfg := client.Config{Server: serverAddr, Insecure: true,
 		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)}}
 	bad := cfg
 	bad.Auth = auth.ClientConfig{PSK: auth.PSK("wrong")}
@@ -84,20 +69,29 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { return srv.Stats().ConnectionsActive == 0 }, "connections to end")
-
-	_, body := get(t, base+"/metrics")
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	var mfs map[string]*dto.MetricFamily
+	var body []byte
+	scrape := func() {
+		_, body = get(t, base+"/metrics")
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		var err error
+		if mfs, err = parser.TextToMetricFamilies(bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	value := func(name string) float64 {
+	value := func(name string, labels ...string) float64 {
 		mf, ok := mfs[name]
 		if !ok {
 			t.Fatalf("metric %s missing", name)
 		}
 		mt := mf.GetMetric()[0]
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if len(labels) == 2 && l.GetName() == labels[0] && l.GetValue() == labels[1] {
+					mt = m
+				}
+			}
+		}
 		switch {
 		case mt.Counter != nil:
 			return mt.Counter.GetValue()
@@ -107,6 +101,10 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 			return float64(mt.Histogram.GetSampleCount())
 		}
 		return -1
+	}
+	waitFor(t, func() bool { scrape(); return value("quicport_connections_active") == 0 }, "connections to end")
+	if v := value("quicport_dataplane_state", "state", "ACTIVE"); v != 1 {
+		t.Errorf("ACTIVE data planes = %v, want 1", v)
 	}
 	for name, want := range map[string]float64{
 		"quicport_connections_total":          n,
@@ -144,7 +142,7 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 	if err := json.Unmarshal(body, &status); err != nil {
 		t.Fatal(err)
 	}
-	if len(status.DataPlanes) != 1 || status.DataPlanes[0]["state"] != "ACTIVE" || len(status.Sessions) != 1 {
+	if len(status.DataPlanes) != 1 || status.DataPlanes[0]["state"] != "ACTIVE" || status.DataPlanes[0]["pid"] == nil || len(status.Sessions) != 1 {
 		t.Fatalf("status = %s", body)
 	}
 	if s := status.Sessions[0]; s.Method != "psk" || s.BytesSent != n*m || !strings.HasPrefix(s.Forward, "local ") {
@@ -154,8 +152,9 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 		t.Fatal("the PSK is in the status")
 	}
 	c.Stop()
-	cancel()
-	if err := <-serveDone; err != nil {
-		t.Fatal(err)
+	// SIGINT stops the data plane and then the server.
+	proc.Signal(syscall.SIGINT)
+	if code := proc.Wait(20 * time.Second); code != 0 {
+		t.Fatalf("server exit code %d after SIGINT", code)
 	}
 }

@@ -235,7 +235,7 @@ func TestSSHProxyExitCodes(t *testing.T) {
 	}
 	stdinW.Write([]byte("ping"))
 	time.Sleep(500 * time.Millisecond)
-	srv.Signal(9)
+	srv.KillAll() // the control plane and its data plane
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

@@ -14,25 +14,27 @@ import (
 	"github.com/quicport/quicport/internal/server"
 )
 
-// Source is what the collector reads: a running server.
+// Source is what the collector reads: the control plane's sum over its data
+// planes (or one in-process server, see Local).
 type Source interface {
+	// Stats are the counters, summed over data planes, including those
+	// that have exited, so counters never go back.
 	Stats() server.Stats
 	Started() time.Time
-	Serving() bool
+	// DataPlaneStates counts data planes by state (ACTIVE, DRAINING, ...).
+	DataPlaneStates() map[string]int
+	Handshakes() Histogram
 }
 
+// States are the data plane states, in the order metrics list them.
+var States = []string{"STARTING", "ACTIVE", "DRAINING", "TERMINATED"}
+
 // Registry returns a registry with quicport's metrics for src, plus the Go
-// runtime and process collectors, and the histogram the server feeds with
-// handshake durations (pass its Observe to server.Config.ObserveHandshake).
-func Registry(src Source) (*prometheus.Registry, prometheus.Histogram) {
+// runtime and process collectors.
+func Registry(src Source) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	hist := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "quicport_handshake_duration_seconds",
-		Help:    "Time from accepting a QUIC connection to its successful authentication",
-		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-	})
-	reg.MustRegister(collector{src: src}, hist, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg, hist
+	reg.MustRegister(collector{src: src}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 var (
@@ -53,7 +55,8 @@ var (
 	refusedSrc  = desc("quicport_connections_refused_before_auth_total", "QUIC connections refused before authentication (failed-auth budget, busy)")
 	refusedConn = desc("quicport_tunneled_connections_refused_total", "Tunneled connections refused by a session's limits")
 	authing     = desc("quicport_connections_authenticating", "QUIC connections that have not authenticated yet")
-	serving     = prometheus.NewDesc("quicport_dataplane_state", "1 for the data plane's current state", []string{"state"}, nil)
+	serving     = prometheus.NewDesc("quicport_dataplane_state", "Number of data planes in each state", []string{"state"}, nil)
+	handshake   = prometheus.NewDesc("quicport_handshake_duration_seconds", "Time from accepting a QUIC connection to its successful authentication", nil, nil)
 )
 
 func desc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
@@ -62,7 +65,7 @@ type collector struct{ src Source }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{uptime, connsTotal, connsActive, bytesSent, bytesRecv, authPSKOK, authPSKFail,
-		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, authing, serving} {
+		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, authing, serving, handshake} {
 		ch <- d
 	}
 }
@@ -92,10 +95,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(refusedSrc, st.SourcesRefused)
 	counter(refusedConn, st.ConnectionsRefused)
 	gauge(authing, float64(st.Authenticating))
-	active, stopped := 1.0, 0.0
-	if !c.src.Serving() {
-		active, stopped = 0, 1
+	states := c.src.DataPlaneStates()
+	for _, s := range States {
+		ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, float64(states[s]), s)
 	}
-	ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, active, "ACTIVE")
-	ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, stopped, "TERMINATED")
+	h := c.src.Handshakes()
+	buckets := make(map[float64]uint64, len(HandshakeBuckets))
+	for i, b := range HandshakeBuckets {
+		if i < len(h.Buckets) {
+			buckets[b] = h.Buckets[i]
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(handshake, h.Count, h.Sum, buckets)
 }

@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -47,15 +47,20 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 	cmd := exec.Command(bin, append([]string{"--log-format", "json"}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "XDG_STATE_HOME=" + t.TempDir()}, env...)
 	p := &Process{t: t, cmd: cmd, done: make(chan struct{}), signal: make(chan struct{}, 1)}
-	pr, pw := io.Pipe()
+	// An *os.File, not an io.Writer: the process's children (a server's
+	// data planes) inherit it, and Wait must not wait for them to close it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
+	pw.Close()
+	readDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(readDone)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -75,18 +80,53 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 	}()
 	go func() {
 		p.err = cmd.Wait()
-		pw.Close()
-		wg.Wait()
+		// Let the last lines arrive; children may keep the pipe open.
+		select {
+		case <-readDone:
+		case <-time.After(time.Second):
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
+		killDataPlanes(cmd.Env)
+		select {
+		case <-readDone:
+		case <-time.After(5 * time.Second):
+		}
+		pr.Close()
 		if t.Failed() {
 			t.Logf("output of %v:\n%s", args, p.Output())
 		}
 	})
 	return p
+}
+
+// killDataPlanes kills the data planes a server process left (they run in
+// their own process groups and outlive a killed control plane on purpose),
+// found through the state files in the process's XDG_STATE_HOME.
+func killDataPlanes(env []string) {
+	stateHome := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "XDG_STATE_HOME="); ok {
+			stateHome = v
+		}
+	}
+	if stateHome == "" {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(stateHome, "quicport", "dataplanes", "dp-*.state"))
+	for _, f := range files {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(f), "dp-%d.state", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		// A stale file's pid may belong to someone else by now.
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmdline), "data-plane") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // Output returns everything the process printed so far.
@@ -157,6 +197,13 @@ func (p *Process) Signal(sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// KillAll kills the process and the data planes it started (SIGKILL): a
+// server that dies all at once.
+func (p *Process) KillAll() {
+	_ = p.cmd.Process.Kill()
+	killDataPlanes(p.cmd.Env)
 }
 
 // Wait waits up to timeout for the process to exit and returns its exit code.

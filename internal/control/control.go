@@ -1,0 +1,757 @@
+// Package control is quicport's control plane: the part of `quicport
+// server` that owns the UDP port, starts and supervises `quicport
+// data-plane` processes, restarts them gracefully, adopts those of a
+// previous control plane, and answers `quicport ctl` and the HTTP API.
+//
+// The data planes serve clients. The control plane opens one SO_REUSEPORT
+// socket per data plane and passes it as an inherited descriptor; package
+// steer's BPF program sends each datagram to the data plane that issued its
+// connection ID, and new connections to the newest ACTIVE one. A graceful
+// restart starts a new data plane, makes it current, and drains the old
+// ones: nothing established is dropped. Where BPF cannot be loaded there is
+// one socket, handed from data plane to data plane, and a restart closes
+// sessions (clients reconnect) — Restart says so before doing anything.
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quicport/quicport/internal/api"
+	"github.com/quicport/quicport/internal/audit"
+	"github.com/quicport/quicport/internal/dataplane"
+	"github.com/quicport/quicport/internal/metrics"
+	"github.com/quicport/quicport/internal/server"
+	"github.com/quicport/quicport/internal/steer"
+)
+
+// Config configures a control plane.
+type Config struct {
+	// Listen is the QUIC UDP address.
+	Listen string
+	// Exe is the quicport executable data planes run, by path, so that a
+	// graceful restart after an upgrade runs the new binary.
+	Exe string
+	// Args is the command line (without the program name) the data planes
+	// parse into their server configuration; it reaches them over the
+	// control channel, never through argv.
+	Args []string
+	// Env is the data planes' environment (nil: this process's).
+	Env        []string
+	RuntimeDir string
+	// Stdout and Stderr receive the data planes' output.
+	Stdout, Stderr io.Writer
+	Log            *slog.Logger
+	Audit          *audit.Log
+}
+
+// Plane is a running control plane.
+type Plane struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+	steer   *steer.Steering // nil without BPF
+	salt    steer.Salt
+	shared  *net.UDPConn // the one socket, without BPF
+	addr    *net.UDPAddr // the QUIC address, port resolved
+	ctlLn   *net.UnixListener
+
+	mu      sync.Mutex
+	planes  map[int]*child // by pid
+	retired server.Stats   // counters of data planes that exited
+	hsRet   metrics.Histogram
+	closing bool
+
+	restartMu sync.Mutex // one restart at a time
+	wg        sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownC    chan struct{} // closed by Shutdown
+}
+
+// child is one data plane, started by this control plane or adopted.
+type child struct {
+	pid     int
+	id      uint8
+	state   string
+	started time.Time
+	last    dataplane.Snapshot // last snapshot seen, for counters after it exits
+	ctl     net.Conn           // control channel (nil when adopted)
+	exited  chan struct{}
+	retired bool
+}
+
+// ErrNoBPF prefixes what Restart reports without BPF steering.
+var ErrNoBPF = errors.New("BPF socket steering is not available")
+
+// Start adopts the data planes a previous control plane left running on
+// the same address, or starts one, and opens the control socket. It
+// returns once a data plane is ACTIVE.
+func Start(cfg Config) (*Plane, error) {
+	p := &Plane{cfg: cfg, log: cfg.Log, started: time.Now(), planes: map[int]*child{}, shutdownC: make(chan struct{})}
+	ctlLn, err := dataplane.Listen(dataplane.ControlSocket(cfg.RuntimeDir))
+	if err != nil {
+		return nil, fmt.Errorf("another quicport server seems to run with runtime directory %s (%v); stop it, or give this one its own QUIC port and state directory (XDG_STATE_HOME or QUICPORT_RUNTIME_DIR)", cfg.RuntimeDir, err)
+	}
+	p.ctlLn = ctlLn
+	ok := false
+	defer func() {
+		if !ok {
+			p.release()
+		}
+	}()
+	adopt := p.findOrphans()
+	p.salt = steer.NewSalt()
+	if len(adopt) > 0 {
+		p.salt = adopt[0].salt
+	}
+	if p.steer, err = steer.New(p.salt); err != nil {
+		p.steer = nil
+		p.log.Warn("graceful restart cannot keep connections: "+err.Error()+"; a restart will close sessions and clients reconnect (run as root or grant CAP_BPF and CAP_NET_ADMIN)", "err", err)
+		adopt = nil // without the program their sockets cannot share the port
+	}
+	for _, o := range adopt {
+		if err := p.adopt(o); err != nil {
+			p.log.Warn("could not adopt a running data plane", "pid", o.info.PID, "err", err)
+		}
+	}
+	if p.addr == nil {
+		if p.addr, err = net.ResolveUDPAddr("udp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+		}
+	}
+	if cur := p.newestActive(); cur != nil {
+		if err := p.steer.SetCurrent(cur.id); err != nil {
+			return nil, err
+		}
+	} else if _, err := p.spawn(); err != nil {
+		return nil, err
+	}
+	go dataplane.Serve(ctlLn, p.handle, p.log)
+	ok = true
+	return p, nil
+}
+
+// orphan is a data plane found running with no control plane.
+type orphan struct {
+	path string
+	info dataplane.Info
+	salt steer.Salt
+}
+
+// findOrphans lists the supervised data planes on our address in the
+// runtime directory, removing sockets nobody answers on.
+func (p *Plane) findOrphans() []orphan {
+	want, _ := net.ResolveUDPAddr("udp", p.cfg.Listen)
+	socks, _ := dataplane.Sockets(p.cfg.RuntimeDir)
+	var out []orphan
+	for _, path := range socks {
+		resp, _, err := dataplane.Call(path, dataplane.Request{Op: dataplane.OpInfo}, 2*time.Second)
+		if err != nil {
+			if dataplane.IsNotRunning(err) {
+				os.Remove(path)
+			}
+			continue
+		}
+		in := resp.Info
+		if in == nil || !in.Supervised || in.State == dataplane.Draining || want == nil || want.Port == 0 {
+			continue
+		}
+		if got, err := net.ResolveUDPAddr("udp", in.Listen); err != nil || got.Port != want.Port || !got.IP.Equal(want.IP) {
+			continue
+		}
+		raw, err := hex.DecodeString(in.Salt)
+		if err != nil || len(raw) != len(steer.Salt{}) {
+			continue
+		}
+		var s steer.Salt
+		copy(s[:], raw)
+		if len(out) > 0 && s != out[0].salt {
+			continue
+		}
+		out = append(out, orphan{path: path, info: *in, salt: s})
+	}
+	return out
+}
+
+// adopt takes over supervision of a running data plane: its socket joins
+// the steering map under its id.
+func (p *Plane) adopt(o orphan) error {
+	_, f, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpSocket}, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		return errors.New("no socket passed")
+	}
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	if err := p.steer.Add(pc.(*net.UDPConn), o.info.ID); err != nil {
+		return err
+	}
+	resp, _, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpAdopt}, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	if p.addr == nil {
+		p.addr = pc.LocalAddr().(*net.UDPAddr)
+	}
+	c := &child{pid: o.info.PID, id: o.info.ID, state: resp.Info.State, started: time.Unix(0, o.info.StartedAt), exited: make(chan struct{})}
+	p.mu.Lock()
+	p.planes[c.pid] = c
+	p.mu.Unlock()
+	p.log.Info("adopted a running data plane", "pid", c.pid, "state", c.state)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.watchAdopted(c)
+	}()
+	return nil
+}
+
+// watchAdopted notices an adopted data plane's exit (it is not our child,
+// so there is no Wait): its socket stops answering.
+func (p *Plane) watchAdopted(c *child) {
+	path := dataplane.SocketPath(p.cfg.RuntimeDir, c.pid)
+	for {
+		time.Sleep(500 * time.Millisecond)
+		if p.isClosing() {
+			return
+		}
+		resp, _, err := dataplane.Call(path, dataplane.Request{Op: dataplane.OpStats}, 2*time.Second)
+		if err == nil && resp.Snapshot != nil {
+			p.mu.Lock()
+			c.last, c.state = *resp.Snapshot, resp.Snapshot.Info.State
+			p.mu.Unlock()
+			continue
+		}
+		if err := unix.Kill(c.pid, 0); err == nil {
+			continue // alive, just slow
+		}
+		p.exited(c, nil)
+		return
+	}
+}
+
+func (p *Plane) isClosing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closing
+}
+
+// freeID returns a steering id no live data plane uses.
+func (p *Plane) freeID() (uint8, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	used := map[uint8]bool{}
+	for _, c := range p.planes {
+		used[c.id] = true
+	}
+	for id := 1; id <= steer.MaxID; id++ {
+		if !used[uint8(id)] {
+			return uint8(id), nil
+		}
+	}
+	return 0, errors.New("too many data planes")
+}
+
+// spawn starts a data plane and waits until it is ACTIVE; with steering it
+// becomes current.
+func (p *Plane) spawn() (*child, error) {
+	id, err := p.freeID()
+	if err != nil {
+		return nil, err
+	}
+	var pc *net.UDPConn
+	if p.steer != nil {
+		if pc, err = p.steer.Listen(p.addr.String(), id); err != nil {
+			return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
+		}
+		defer pc.Close() // the data plane holds its own copy
+	} else {
+		if p.shared == nil {
+			if p.shared, err = net.ListenUDP("udp", p.addr); err != nil {
+				return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
+			}
+		}
+		pc = p.shared
+	}
+	if p.addr.Port == 0 {
+		p.addr = pc.LocalAddr().(*net.UDPAddr)
+	}
+	sockFile, err := pc.File()
+	if err != nil {
+		return nil, err
+	}
+	defer sockFile.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "control"), os.NewFile(uintptr(fds[1]), "control")
+	defer theirs.Close()
+	ctl, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(p.cfg.Exe, "data-plane", "--supervised")
+	cmd.ExtraFiles = []*os.File{sockFile, theirs} // fd 3 and 4
+	cmd.Stdout, cmd.Stderr, cmd.Env = p.cfg.Stdout, p.cfg.Stderr, p.cfg.Env
+	// Its own process group: a terminal's Ctrl-C reaches the control
+	// plane, which decides what the data planes do.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("start data plane %s: %w", p.cfg.Exe, err)
+	}
+	c := &child{pid: cmd.Process.Pid, id: id, state: dataplane.Starting, started: time.Now(), ctl: ctl, exited: make(chan struct{})}
+	p.mu.Lock()
+	p.planes[c.pid] = c
+	p.mu.Unlock()
+	launch, _ := json.Marshal(dataplane.Launch{ID: id, Salt: hex.EncodeToString(p.salt[:]), Args: p.cfg.Args})
+	_ = ctl.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = ctl.Write(append(launch, '\n'))
+	ready := make(chan struct{})
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		p.readEvents(c, ready)
+	}()
+	go func() {
+		defer p.wg.Done()
+		err := cmd.Wait()
+		p.exited(c, err)
+	}()
+	select {
+	case <-ready:
+	case <-c.exited:
+		return nil, fmt.Errorf("data plane %d exited while starting; its output above says why", c.pid)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("data plane %d did not become ready within 30s", c.pid)
+	}
+	if p.steer != nil {
+		if err := p.steer.SetCurrent(id); err != nil {
+			return nil, err
+		}
+	}
+	p.log.Info("data plane active", "pid", c.pid, "id", id)
+	p.cfg.Audit.Record(audit.Event{Type: "dataplane_start", Fields: map[string]any{"pid": c.pid}})
+	return c, nil
+}
+
+// readEvents reads a child's control channel: ready, then its final
+// snapshot.
+func (p *Plane) readEvents(c *child, ready chan struct{}) {
+	r := bufio.NewReader(c.ctl)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		var e dataplane.Event
+		if json.Unmarshal(line, &e) != nil {
+			continue
+		}
+		p.mu.Lock()
+		if e.Ready && c.state == dataplane.Starting {
+			c.state = dataplane.Active
+			close(ready)
+		}
+		if e.Exit != nil {
+			c.last = *e.Exit
+		}
+		p.mu.Unlock()
+	}
+}
+
+// exited records a data plane's end and keeps its counters; an ACTIVE one
+// that ends on its own has crashed and is replaced.
+func (p *Plane) exited(c *child, waitErr error) {
+	p.mu.Lock()
+	if c.retired {
+		p.mu.Unlock()
+		return
+	}
+	c.retired = true
+	wasActive := c.state == dataplane.Active || c.state == dataplane.Starting
+	c.state = dataplane.Terminated
+	p.retired = addStats(p.retired, c.last.Stats, true)
+	p.hsRet = p.hsRet.Add(c.last.Handshakes)
+	delete(p.planes, c.pid)
+	closing := p.closing
+	p.mu.Unlock()
+	close(c.exited)
+	if c.ctl != nil {
+		c.ctl.Close()
+	}
+	p.log.Info("data plane exited", "pid", c.pid, "status", fmt.Sprint(waitErr))
+	p.cfg.Audit.Record(audit.Event{Type: "dataplane_exit", Fields: map[string]any{"pid": c.pid}})
+	if closing || !wasActive || p.newestActive() != nil {
+		return
+	}
+	p.log.Error("the active data plane ended unexpectedly; starting a new one", "pid", c.pid)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for delay := time.Second; !p.isClosing(); delay = min(2*delay, 30*time.Second) {
+			if _, err := p.spawnLocked(); err == nil {
+				return
+			} else {
+				p.log.Error("could not start a data plane; retrying", "in", delay.String(), "err", err)
+			}
+			time.Sleep(delay)
+		}
+	}()
+}
+
+// spawnLocked spawns under the restart lock.
+func (p *Plane) spawnLocked() (*child, error) {
+	p.restartMu.Lock()
+	defer p.restartMu.Unlock()
+	if p.isClosing() {
+		return nil, errors.New("closing")
+	}
+	return p.spawn()
+}
+
+func (p *Plane) newestActive() *child {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var best *child
+	for _, c := range p.planes {
+		if c.state == dataplane.Active && (best == nil || c.started.After(best.started)) {
+			best = c
+		}
+	}
+	return best
+}
+
+// Addr returns the QUIC address.
+func (p *Plane) Addr() net.Addr { return p.addr }
+
+// Steered reports whether BPF steering is in use.
+func (p *Plane) Steered() bool { return p.steer != nil }
+
+// Restart is a graceful restart: a new data plane becomes current, then
+// every other one drains. Without BPF the old data planes are shut down
+// first (their clients reconnect), and the error says so.
+func (p *Plane) Restart() (string, error) {
+	p.restartMu.Lock()
+	defer p.restartMu.Unlock()
+	p.mu.Lock()
+	var old []*child
+	for _, c := range p.planes {
+		if c.state == dataplane.Active {
+			old = append(old, c)
+		}
+	}
+	p.mu.Unlock()
+	p.cfg.Audit.Record(audit.Event{Type: "graceful_restart", Fields: map[string]any{"steered": p.steer != nil}})
+	if p.steer == nil {
+		for _, c := range old {
+			p.call(c, dataplane.OpShutdown)
+			select {
+			case <-c.exited:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		c, err := p.spawn()
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("restarted without BPF steering: sessions were closed and clients reconnect; data plane %d serves", c.pid), nil
+	}
+	c, err := p.spawn()
+	if err != nil {
+		return "", fmt.Errorf("new data plane: %w; the old one keeps serving", err)
+	}
+	for _, o := range old {
+		p.drain(o)
+	}
+	return fmt.Sprintf("data plane %d serves new connections; %d draining", c.pid, len(old)), nil
+}
+
+func (p *Plane) drain(c *child) {
+	p.mu.Lock()
+	c.state = dataplane.Draining
+	p.mu.Unlock()
+	p.log.Info("draining data plane", "pid", c.pid)
+	p.cfg.Audit.Record(audit.Event{Type: "drain", Fields: map[string]any{"pid": c.pid}})
+	p.call(c, dataplane.OpDrain)
+}
+
+// DrainPID drains one data plane; if it was the newest ACTIVE one, a new
+// data plane takes over first.
+func (p *Plane) DrainPID(pid int) (string, error) {
+	p.restartMu.Lock()
+	defer p.restartMu.Unlock()
+	p.mu.Lock()
+	c := p.planes[pid]
+	p.mu.Unlock()
+	if c == nil {
+		return "", fmt.Errorf("no data plane with pid %d; quicport ctl status lists them", pid)
+	}
+	if c.state != dataplane.Active {
+		return "", fmt.Errorf("data plane %d is %s, not ACTIVE", pid, c.state)
+	}
+	msg := fmt.Sprintf("data plane %d is draining", pid)
+	if p.newestActive() == c {
+		if p.steer == nil {
+			return "", fmt.Errorf("%w: draining the only data plane would stop the server; use quicport ctl graceful-restart", ErrNoBPF)
+		}
+		n, err := p.spawn()
+		if err != nil {
+			return "", err
+		}
+		msg += fmt.Sprintf("; data plane %d serves new connections", n.pid)
+	}
+	p.drain(c)
+	return msg, nil
+}
+
+func (p *Plane) call(c *child, op string) {
+	if _, _, err := dataplane.Call(dataplane.SocketPath(p.cfg.RuntimeDir, c.pid), dataplane.Request{Op: op}, 5*time.Second); err != nil {
+		p.log.Warn("data plane did not answer", "pid", c.pid, "op", op, "err", err)
+	}
+}
+
+// handle answers quicport ctl on the control socket.
+func (p *Plane) handle(req dataplane.Request) (dataplane.Response, *os.File) {
+	var msg string
+	var err error
+	switch req.Op {
+	case dataplane.OpInfo:
+		return dataplane.Response{Info: &dataplane.Info{PID: os.Getpid(), Listen: p.addr.String(), Steered: p.steer != nil, StartedAt: p.started.UnixNano()}}, nil
+	case dataplane.OpGracefulRestart:
+		msg, err = p.Restart()
+	case dataplane.OpDrainPID:
+		msg, err = p.DrainPID(req.PID)
+	case dataplane.OpShutdown:
+		go p.Shutdown()
+		msg = "shutting down the server and its data planes"
+	default:
+		err = fmt.Errorf("unknown operation %q", req.Op)
+	}
+	if err != nil {
+		return dataplane.Response{Error: err.Error()}, nil
+	}
+	return dataplane.Response{Message: msg}, nil
+}
+
+var errShutdown = errors.New("shutdown requested")
+
+// Wait blocks until ctx ends or Shutdown is requested (ctl shutdown).
+func (p *Plane) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-p.shutdownC:
+		return errShutdown
+	}
+}
+
+// Shutdown asks Wait to return, after which the caller calls Stop(true).
+func (p *Plane) Shutdown() { p.shutdownOnce.Do(func() { close(p.shutdownC) }) }
+
+// IsShutdown reports whether err from Wait is a shutdown request.
+func IsShutdown(err error) bool { return errors.Is(err, errShutdown) }
+
+// Stop ends the control plane. With stopPlanes, every data plane closes its
+// sessions (SessionClose: clients reconnect) and exits; otherwise they keep
+// serving, waiting for the next control plane to adopt them.
+func (p *Plane) Stop(stopPlanes bool) {
+	p.mu.Lock()
+	p.closing = true
+	list := make([]*child, 0, len(p.planes))
+	for _, c := range p.planes {
+		list = append(list, c)
+	}
+	p.mu.Unlock()
+	if stopPlanes {
+		for _, c := range list {
+			p.call(c, dataplane.OpShutdown)
+		}
+		for _, c := range list {
+			select {
+			case <-c.exited:
+			case <-time.After(10 * time.Second):
+				p.log.Warn("data plane did not exit; killing it", "pid", c.pid)
+				_ = unix.Kill(c.pid, unix.SIGKILL)
+			}
+		}
+	} else if len(list) > 0 {
+		p.log.Info("control plane stopping; data planes keep serving and wait to be adopted by the next quicport server", "data_planes", len(list), "wait", dataplane.OrphanTimeout.String())
+	}
+	p.release()
+	for _, c := range list {
+		if c.ctl != nil {
+			c.ctl.Close() // tells the child its control plane left
+		}
+	}
+	if stopPlanes {
+		p.wg.Wait()
+	}
+}
+
+func (p *Plane) release() {
+	if p.ctlLn != nil {
+		p.ctlLn.Close()
+	}
+	if p.steer != nil {
+		p.steer.Close()
+	}
+	if p.shared != nil {
+		p.shared.Close()
+	}
+}
+
+// snapshots asks every data plane for its snapshot (concurrently, bounded
+// in time) and remembers them for the counters of ones that exit.
+func (p *Plane) snapshots() []dataplane.Snapshot {
+	p.mu.Lock()
+	list := make([]*child, 0, len(p.planes))
+	for _, c := range p.planes {
+		list = append(list, c)
+	}
+	p.mu.Unlock()
+	out := make([]dataplane.Snapshot, len(list))
+	var wg sync.WaitGroup
+	for i, c := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _, err := dataplane.Call(dataplane.SocketPath(p.cfg.RuntimeDir, c.pid), dataplane.Request{Op: dataplane.OpStats}, 2*time.Second)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if err == nil && resp.Snapshot != nil {
+				if !c.retired {
+					c.last = *resp.Snapshot
+				}
+				out[i] = *resp.Snapshot
+			} else {
+				out[i] = c.last
+			}
+			out[i].Info.PID, out[i].Info.ID = c.pid, c.id
+			if out[i].Info.State == "" || c.state == dataplane.Draining {
+				out[i].Info.State = c.state
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.StartedAt < out[j].Info.StartedAt })
+	return out
+}
+
+// addStats adds b's counters to a; gauges too unless countersOnly.
+func addStats(a, b server.Stats, countersOnly bool) server.Stats {
+	a.AuthSuccess += b.AuthSuccess
+	a.AuthFailed += b.AuthFailed
+	a.AuthSuccessBy = addMap(a.AuthSuccessBy, b.AuthSuccessBy)
+	a.AuthFailedBy = addMap(a.AuthFailedBy, b.AuthFailedBy)
+	a.ConnectionsTotal += b.ConnectionsTotal
+	a.ForwardsDenied += b.ForwardsDenied
+	a.SourcesRefused += b.SourcesRefused
+	a.ConnectionsRefused += b.ConnectionsRefused
+	a.BytesSent += b.BytesSent
+	a.BytesRecv += b.BytesRecv
+	if !countersOnly {
+		a.SessionsActive += b.SessionsActive
+		a.ConnectionsActive += b.ConnectionsActive
+		a.UDPFlowsActive += b.UDPFlowsActive
+		a.Authenticating += b.Authenticating
+	}
+	return a
+}
+
+func addMap[K comparable](a, b map[K]uint64) map[K]uint64 {
+	if a == nil {
+		a = map[K]uint64{}
+	}
+	for k, v := range b {
+		a[k] += v
+	}
+	return a
+}
+
+// The API's and metrics' view: sums over the data planes.
+
+// Stats sums the counters of every data plane, including exited ones.
+func (p *Plane) Stats() server.Stats {
+	snaps := p.snapshots()
+	p.mu.Lock()
+	st := addStats(server.Stats{}, p.retired, true)
+	p.mu.Unlock()
+	for _, s := range snaps {
+		st = addStats(st, s.Stats, false)
+	}
+	return st
+}
+
+// Sessions lists the sessions of every data plane.
+func (p *Plane) Sessions() []server.SessionInfo {
+	out := []server.SessionInfo{}
+	for _, s := range p.snapshots() {
+		out = append(out, s.Sessions...)
+	}
+	return out
+}
+
+// Serving reports whether a data plane is ACTIVE.
+func (p *Plane) Serving() bool { return p.newestActive() != nil }
+
+// Started returns when the control plane started.
+func (p *Plane) Started() time.Time { return p.started }
+
+// DataPlaneStates counts the data planes by state.
+func (p *Plane) DataPlaneStates() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := map[string]int{}
+	for _, c := range p.planes {
+		m[c.state]++
+	}
+	return m
+}
+
+// Handshakes sums the handshake histograms.
+func (p *Plane) Handshakes() metrics.Histogram {
+	snaps := p.snapshots()
+	p.mu.Lock()
+	h := metrics.Histogram{}.Add(p.hsRet)
+	p.mu.Unlock()
+	for _, s := range snaps {
+		h = h.Add(s.Handshakes)
+	}
+	return h
+}
+
+// DataPlanes lists the data planes for /api/v1/status.
+func (p *Plane) DataPlanes() []api.DataPlane {
+	out := []api.DataPlane{}
+	for _, s := range p.snapshots() {
+		out = append(out, api.DataPlane{PID: s.Info.PID, ID: int(s.Info.ID), State: s.Info.State, StartedAt: s.Info.StartedAt / 1e9,
+			ActiveConnections: s.Stats.ConnectionsActive, Sessions: s.Stats.SessionsActive, BytesSent: s.Stats.BytesSent, BytesReceived: s.Stats.BytesRecv})
+	}
+	return out
+}
