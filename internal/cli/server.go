@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/api"
+	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/control"
 	"github.com/quicport/quicport/internal/dataplane"

@@ -85,7 +85,9 @@ type Snapshot struct {
 const maxMessage = 16 << 20
 
 // SocketPath returns the path of data plane pid's socket in dir.
-func SocketPath(dir string, pid int) string { return filepath.Join(dir, fmt.Sprintf("dp-%d.sock", pid)) }
+func SocketPath(dir string, pid int) string {
+	return filepath.Join(dir, fmt.Sprintf("dp-%d.sock", pid))
+}
 
 // ControlSocket returns the path of the control plane's socket in dir.
 func ControlSocket(dir string) string { return filepath.Join(dir, "control.sock") }
