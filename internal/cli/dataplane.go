@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/auth"
@@ -27,9 +28,10 @@ import (
 // launched is what a data plane started by a control plane inherits: its
 // UDP socket (fd 3), its control channel (fd 4) and the launch message.
 type launched struct {
-	msg     dataplane.Launch
-	conn    *net.UDPConn
-	control net.Conn
+	msg      dataplane.Launch
+	conn     *net.UDPConn
+	control  net.Conn
+	steering []*os.File
 }
 
 func (a *app) dataPlaneCommand() *cobra.Command {
@@ -119,12 +121,20 @@ func (a *app) supervisedDataPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// fd 5, 6, 7: the steering program and maps, when the server has them.
+	var steering []*os.File
+	for fd := 5; fd <= 7; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+			unix.CloseOnExec(fd)
+			steering = append(steering, os.NewFile(uintptr(fd), "steering"))
+		}
+	}
 	// The control plane decides when a data plane stops; a signal to the
 	// process group must not stop this one behind its back. SIGTERM sent
 	// to this process alone still shuts it down.
 	signal.Ignore(syscall.SIGINT)
 	b := &app{args: msg.Args, ctx: ctx, stdio: a.stdio, getenv: a.getenv,
-		launch: &launched{msg: msg, conn: pc.(*net.UDPConn), control: ctl}}
+		launch: &launched{msg: msg, conn: pc.(*net.UDPConn), control: ctl, steering: steering}}
 	if code := b.run(msg.Args); code != exitOK {
 		return fmt.Errorf("data plane exited with status %d", code)
 	}

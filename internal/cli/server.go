@@ -158,7 +158,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if a.launch != nil {
 				// A data plane this server's control plane started.
 				return a.runDataPlane(cmd.Context(), cfg, dataplane.Options{
-					Conn: a.launch.conn, Control: a.launch.control, Launch: a.launch.msg,
+					Conn: a.launch.conn, Control: a.launch.control, Launch: a.launch.msg, Steering: a.launch.steering,
 					RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log,
 				}, attrs)
 			}

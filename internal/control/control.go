@@ -115,19 +115,17 @@ func Start(cfg Config) (*Plane, error) {
 			p.release()
 		}
 	}()
-	adopt := p.findOrphans()
-	p.salt = steer.NewSalt()
-	if len(adopt) > 0 {
-		p.salt = adopt[0].salt
-	}
-	if p.steer, err = steer.New(p.salt); err != nil {
-		p.steer = nil
-		p.log.Warn("graceful restart cannot keep connections: "+err.Error()+"; a restart will close sessions and clients reconnect (run as root or grant CAP_BPF and CAP_NET_ADMIN)", "err", err)
-		adopt = nil // without the program their sockets cannot share the port
-	}
-	for _, o := range adopt {
-		if err := p.adopt(o); err != nil {
-			p.log.Warn("could not adopt a running data plane", "pid", o.info.PID, "err", err)
+	if orphans := p.findOrphans(); len(orphans) > 0 {
+		// A previous control plane's data planes: take over its steering
+		// program and maps from them, so the port never loses its way.
+		if err := p.adoptAll(orphans); err != nil {
+			return nil, fmt.Errorf("data planes of a previous quicport server still serve %s, but cannot be adopted: %w; stop them with quicport ctl shutdown, or wait for them to exit", cfg.Listen, err)
+		}
+	} else {
+		p.salt = steer.NewSalt()
+		if p.steer, err = steer.New(p.salt); err != nil {
+			p.steer = nil
+			p.log.Warn("graceful restart cannot keep connections: "+err.Error()+"; a restart will close sessions and clients reconnect (run as root or grant CAP_BPF and CAP_NET_ADMIN)", "err", err)
 		}
 	}
 	if p.addr == nil {
@@ -189,42 +187,41 @@ func (p *Plane) findOrphans() []orphan {
 	return out
 }
 
-// adopt takes over supervision of a running data plane: its socket joins
-// the steering map under its id.
-func (p *Plane) adopt(o orphan) error {
-	_, f, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpSocket}, 5*time.Second)
+// adoptAll takes the steering program and maps from the first orphan and
+// supervision of them all.
+func (p *Plane) adoptAll(orphans []orphan) error {
+	_, files, err := dataplane.Call(orphans[0].path, dataplane.Request{Op: dataplane.OpSteering}, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	if f == nil {
-		return errors.New("no socket passed")
-	}
-	defer f.Close()
-	pc, err := net.FilePacketConn(f)
-	if err != nil {
-		return err
-	}
-	defer pc.Close()
-	if err := p.steer.Add(pc.(*net.UDPConn), o.info.ID); err != nil {
-		return err
-	}
-	resp, _, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpAdopt}, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	if p.addr == nil {
-		p.addr = pc.LocalAddr().(*net.UDPAddr)
-	}
-	c := &child{pid: o.info.PID, id: o.info.ID, state: resp.Info.State, started: time.Unix(0, o.info.StartedAt), exited: make(chan struct{})}
-	p.mu.Lock()
-	p.planes[c.pid] = c
-	p.mu.Unlock()
-	p.log.Info("adopted a running data plane", "pid", c.pid, "state", c.state)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.watchAdopted(c)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
 	}()
+	p.salt = orphans[0].salt
+	if p.steer, err = steer.Open(files, p.salt); err != nil {
+		return err
+	}
+	for _, o := range orphans {
+		resp, _, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpAdopt}, 5*time.Second)
+		if err != nil || resp.Info == nil {
+			return fmt.Errorf("data plane %d: %v", o.info.PID, err)
+		}
+		if p.addr == nil {
+			p.addr, _ = net.ResolveUDPAddr("udp", o.info.Listen)
+		}
+		c := &child{pid: o.info.PID, id: o.info.ID, state: resp.Info.State, started: time.Unix(0, o.info.StartedAt), exited: make(chan struct{})}
+		p.mu.Lock()
+		p.planes[c.pid] = c
+		p.mu.Unlock()
+		p.log.Info("adopted a running data plane", "pid", c.pid, "state", c.state)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.watchAdopted(c)
+		}()
+	}
 	return nil
 }
 
@@ -316,6 +313,20 @@ func (p *Plane) spawn() (*child, error) {
 	}
 	cmd := exec.Command(p.cfg.Exe, "data-plane", "--supervised")
 	cmd.ExtraFiles = []*os.File{sockFile, theirs} // fd 3 and 4
+	if p.steer != nil {
+		// fd 5, 6, 7: the steering program and maps, for safekeeping.
+		files, err := p.steer.Files()
+		if err != nil {
+			ctl.Close()
+			return nil, err
+		}
+		defer func() {
+			for _, f := range files {
+				f.Close()
+			}
+		}()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
+	}
 	cmd.Stdout, cmd.Stderr, cmd.Env = p.cfg.Stdout, p.cfg.Stderr, p.cfg.Env
 	// Its own process group: a terminal's Ctrl-C reaches the control
 	// plane, which decides what the data planes do.
@@ -537,7 +548,7 @@ func (p *Plane) call(c *child, op string) {
 }
 
 // handle answers quicport ctl on the control socket.
-func (p *Plane) handle(req dataplane.Request) (dataplane.Response, *os.File) {
+func (p *Plane) handle(req dataplane.Request) (dataplane.Response, []*os.File) {
 	var msg string
 	var err error
 	switch req.Op {

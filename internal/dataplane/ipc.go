@@ -32,7 +32,7 @@ const (
 	OpDrain    = "drain"     // begin draining
 	OpShutdown = "shutdown"  // close every session (SessionClose) and exit
 	OpTakeOver = "take-over" // a remote forward's listening socket (Port, Protocol, Identity)
-	OpSocket   = "socket"    // the QUIC UDP socket, for a control plane adopting this data plane
+	OpSteering = "steering"  // the BPF program and maps, for a control plane adopting this data plane
 	OpAdopt    = "adopt"     // a control plane supervises this data plane from now on
 )
 
@@ -98,9 +98,9 @@ func Sockets(dir string) ([]string, error) {
 }
 
 // Call sends req to the socket at path and returns the response and the
-// socket it passed, if any. A response with Error set is returned as an
-// error.
-func Call(path string, req Request, timeout time.Duration) (Response, *os.File, error) {
+// descriptors it passed, if any. A response with Error set is returned as
+// an error.
+func Call(path string, req Request, timeout time.Duration) (Response, []*os.File, error) {
 	var resp Response
 	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
@@ -115,69 +115,60 @@ func Call(path string, req Request, timeout time.Duration) (Response, *os.File, 
 	}
 	// The passed socket, if any, arrives with the first bytes.
 	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4))
+	oob := make([]byte, unix.CmsgSpace(4*maxFiles))
 	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return resp, nil, err
 	}
-	var file *os.File
-	if oobn > 0 {
-		file, err = parseRights(oob[:oobn])
-		if err != nil {
-			return resp, nil, err
+	files := parseRights(oob[:oobn])
+	fail := func(err error) (Response, []*os.File, error) {
+		for _, f := range files {
+			f.Close()
 		}
+		return resp, nil, err
 	}
 	data := buf[:n]
 	if !bytes.HasSuffix(data, []byte("\n")) {
 		rest, err := io.ReadAll(io.LimitReader(uc, maxMessage))
 		if err != nil {
-			if file != nil {
-				file.Close()
-			}
-			return resp, nil, err
+			return fail(err)
 		}
 		data = append(data, rest...)
 	}
 	if err := json.Unmarshal(data, &resp); err != nil {
-		if file != nil {
-			file.Close()
-		}
-		return resp, nil, fmt.Errorf("malformed response from %s: %w", path, err)
+		return fail(fmt.Errorf("malformed response from %s: %w", path, err))
 	}
 	if resp.Error != "" {
-		if file != nil {
-			file.Close()
-		}
-		return resp, nil, errors.New(resp.Error)
+		return fail(errors.New(resp.Error))
 	}
-	return resp, file, nil
+	return resp, files, nil
 }
 
-func parseRights(oob []byte) (*os.File, error) {
+// maxFiles bounds the descriptors one response passes.
+const maxFiles = 4
+
+func parseRights(oob []byte) []*os.File {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return nil, err
+		return nil
 	}
+	var files []*os.File
 	for _, m := range msgs {
 		fds, err := unix.ParseUnixRights(&m)
 		if err != nil {
 			continue
 		}
-		for i, fd := range fds {
-			if i > 0 {
-				unix.Close(fd) // one socket per response; never leak extras
-				continue
-			}
+		for _, fd := range fds {
 			unix.CloseOnExec(fd)
-			return os.NewFile(uintptr(fd), "passed-socket"), nil
+			files = append(files, os.NewFile(uintptr(fd), "passed"))
 		}
 	}
-	return nil, nil
+	return files
 }
 
-// Handler answers one request. A non-nil file is passed with the response
+// Handler answers one request. The files are passed with the response
 // and closed afterwards.
-type Handler func(Request) (Response, *os.File)
+type Handler func(Request) (Response, []*os.File)
 
 // Listen creates the unix socket at path, replacing a stale one (a file no
 // process answers on), and refusing one in use.
@@ -211,19 +202,23 @@ func Serve(ln *net.UnixListener, h Handler, log *slog.Logger) {
 			}
 			var req Request
 			var resp Response
-			var file *os.File
+			var files []*os.File
 			if err := json.Unmarshal(line, &req); err != nil {
 				resp.Error = "malformed request: " + err.Error()
 			} else {
-				resp, file = h(req)
+				resp, files = h(req)
 			}
 			b, _ := json.Marshal(resp)
 			b = append(b, '\n')
-			if file != nil {
-				// The socket rides on the first byte; Write sends the rest
-				// whole, however long.
-				defer file.Close()
-				if _, _, err := c.WriteMsgUnix(b[:1], unix.UnixRights(int(file.Fd())), nil); err != nil {
+			if len(files) > 0 {
+				// The descriptors ride on the first byte; Write sends the
+				// rest whole, however long.
+				fds := make([]int, len(files))
+				for i, f := range files {
+					defer f.Close()
+					fds[i] = int(f.Fd())
+				}
+				if _, _, err := c.WriteMsgUnix(b[:1], unix.UnixRights(fds...), nil); err != nil {
 					log.Debug("IPC reply", "op", req.Op, "err", err)
 					return
 				}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/proto"
@@ -73,7 +74,11 @@ type Options struct {
 	Conn    *net.UDPConn
 	Control net.Conn
 	// Launch is the supervised data plane's launch message.
-	Launch       Launch
+	Launch Launch
+	// Steering holds the control plane's BPF program and maps (inherited):
+	// the data plane only keeps them, so that a control plane that
+	// restarts can take them back and steer on without a gap.
+	Steering     []*os.File
 	RuntimeDir   string
 	StateDir     string // the quicport state directory
 	DrainTimeout time.Duration
@@ -93,6 +98,15 @@ type plane struct {
 	adoptMu  sync.Once
 	shutdown context.CancelFunc
 	drainMu  sync.Once
+	changed  chan struct{} // the state changed: rewrite the state file
+}
+
+// stateChanged rewrites the state file soon.
+func (p *plane) stateChanged() {
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
 }
 
 // Run runs a data plane until ctx ends (then every session is closed with
@@ -105,7 +119,7 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.Recorder == nil {
 		opt.Recorder = &metrics.Recorder{}
 	}
-	p := &plane{opt: opt, started: time.Now(), adopted: make(chan struct{})}
+	p := &plane{opt: opt, started: time.Now(), adopted: make(chan struct{}), changed: make(chan struct{}, 1)}
 	cfg := opt.Server
 	cfg.ObserveHandshake = opt.Recorder.Observe
 	if opt.Conn != nil {
@@ -145,7 +159,7 @@ func Run(ctx context.Context, opt Options) error {
 		return err
 	})
 	g.Go(func() error {
-		err := Publish(gctx, Dir(opt.StateDir), time.Second, p.status)
+		err := Publish(gctx, Dir(opt.StateDir), time.Second, p.status, p.changed)
 		if err != nil {
 			opt.Log.Warn("quicport ctl status will not see this data plane", "err", err)
 		}
@@ -175,6 +189,7 @@ func (p *plane) supervised(ctx context.Context) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+	p.stateChanged()
 	writeEvent(ch, Event{Ready: true})
 	gone := make(chan struct{})
 	go func() {
@@ -246,6 +261,7 @@ func (p *plane) drain() {
 		p.draining.Store(true)
 		p.opt.Log.Info("draining", "timeout", p.opt.DrainTimeout.String())
 		p.srv.Drain()
+		p.stateChanged()
 		time.AfterFunc(p.opt.DrainTimeout, func() {
 			if p.srv.Stats().SessionsActive > 0 {
 				p.opt.Log.Warn("drain timeout: closing the remaining sessions", "sessions", p.srv.Stats().SessionsActive)
@@ -256,7 +272,7 @@ func (p *plane) drain() {
 }
 
 // handle answers IPC requests.
-func (p *plane) handle(req Request) (Response, *os.File) {
+func (p *plane) handle(req Request) (Response, []*os.File) {
 	switch req.Op {
 	case OpInfo:
 		i := p.info()
@@ -275,21 +291,28 @@ func (p *plane) handle(req Request) (Response, *os.File) {
 		p.adoptMu.Do(func() { close(p.adopted) })
 		i := p.info()
 		return Response{Info: &i}, nil
-	case OpSocket:
-		if p.opt.Conn == nil {
-			return Response{Error: "a standalone data plane owns its socket"}, nil
+	case OpSteering:
+		if len(p.opt.Steering) == 0 {
+			return Response{Error: "this data plane holds no steering program (standalone, or its server runs without BPF)"}, nil
 		}
-		f, err := p.opt.Conn.File()
-		if err != nil {
-			return Response{Error: err.Error()}, nil
+		var dups []*os.File
+		for _, f := range p.opt.Steering {
+			fd, err := unix.Dup(int(f.Fd()))
+			if err != nil {
+				for _, d := range dups {
+					d.Close()
+				}
+				return Response{Error: err.Error()}, nil
+			}
+			dups = append(dups, os.NewFile(uintptr(fd), f.Name()))
 		}
-		return Response{}, f
+		return Response{}, dups
 	case OpTakeOver:
 		f, err := p.srv.HandOver(req.Port, proto.Protocol(req.Protocol), req.Identity)
 		if err != nil {
 			return Response{Error: err.Error()}, nil
 		}
-		return Response{}, f
+		return Response{}, []*os.File{f}
 	}
 	return Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}, nil
 }
@@ -306,9 +329,12 @@ func (p *plane) takeOver(port uint16, protocol proto.Protocol, identity string) 
 		if path == own {
 			continue
 		}
-		_, f, err := Call(path, Request{Op: OpTakeOver, Port: port, Protocol: uint8(protocol), Identity: identity}, 5*time.Second)
-		if err == nil && f != nil {
-			return f, nil
+		_, files, err := Call(path, Request{Op: OpTakeOver, Port: port, Protocol: uint8(protocol), Identity: identity}, 5*time.Second)
+		if err == nil && len(files) == 1 {
+			return files[0], nil
+		}
+		for _, f := range files {
+			f.Close()
 		}
 	}
 	return nil, errors.New("no draining data plane holds this forward")

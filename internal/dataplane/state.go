@@ -48,10 +48,11 @@ func Dir(stateDir string) string { return filepath.Join(stateDir, "dataplanes") 
 
 func fileName(pid int) string { return fmt.Sprintf("dp-%d.state", pid) }
 
-// Publish writes the state file of this process now and every interval,
-// from status, until ctx ends; then it removes the file. Writes are atomic,
-// so a reader never sees half a file.
-func Publish(ctx context.Context, dir string, interval time.Duration, status func() Status) error {
+// Publish writes the state file of this process now, every interval and
+// whenever kick fires (a state change; kick may be nil), from status, until
+// ctx ends; then it removes the file. Writes are atomic, so a reader never
+// sees half a file.
+func Publish(ctx context.Context, dir string, interval time.Duration, status func() Status, kick <-chan struct{}) error {
 	path := filepath.Join(dir, fileName(os.Getpid()))
 	write := func() error {
 		b, err := json.Marshal(status())
@@ -71,9 +72,10 @@ func Publish(ctx context.Context, dir string, interval time.Duration, status fun
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := write(); err != nil {
-				return fmt.Errorf("state file: %w", err)
-			}
+		case <-kick:
+		}
+		if err := write(); err != nil {
+			return fmt.Errorf("state file: %w", err)
 		}
 	}
 }

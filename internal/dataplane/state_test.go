@@ -17,7 +17,7 @@ func TestPublishAndList(t *testing.T) {
 	go func() {
 		done <- Publish(ctx, dir, 10*time.Millisecond, func() Status {
 			return Status{State: Active, PID: os.Getpid(), ActiveConnections: conns.Load(), StartedAt: 1}
-		})
+		}, nil)
 	}()
 	conns.Store(3)
 	deadline := time.Now().Add(5 * time.Second)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -101,6 +102,67 @@ func New(salt Salt) (*Steering, error) {
 		sockets.Close()
 		current.Close()
 		return nil, fmt.Errorf("%w: load program: %v", ErrUnsupported, err)
+	}
+	return &Steering{salt: salt, prog: prog, sockets: sockets, current: current}, nil
+}
+
+// Files returns duplicates of the program's and maps' descriptors, in the
+// order Open takes them: to hand to data planes, which keep them so that a
+// restarted control plane can take over the same program and maps.
+func (s *Steering) Files() ([]*os.File, error) {
+	var out []*os.File
+	for _, fd := range []int{s.prog.FD(), s.sockets.FD(), s.current.FD()} {
+		d, err := unix.Dup(fd)
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+			return nil, err
+		}
+		unix.CloseOnExec(d)
+		out = append(out, os.NewFile(uintptr(d), "steering"))
+	}
+	return out, nil
+}
+
+// Open takes over the program and maps that files (from Files) refer to:
+// the sockets in the map and the attached program stay as they are. The
+// caller still owns files.
+func Open(files []*os.File, salt Salt) (*Steering, error) {
+	if len(files) != 3 {
+		return nil, fmt.Errorf("want 3 steering descriptors, got %d", len(files))
+	}
+	var fds []int
+	for _, f := range files {
+		d, err := unix.Dup(int(f.Fd()))
+		if err != nil {
+			for _, d := range fds {
+				unix.Close(d)
+			}
+			return nil, err
+		}
+		fds = append(fds, d)
+	}
+	prog, err := ebpf.NewProgramFromFD(fds[0])
+	if err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		unix.Close(fds[2])
+		return nil, fmt.Errorf("steering program: %w", err)
+	}
+	sockets, err := ebpf.NewMapFromFD(fds[1])
+	if err != nil {
+		prog.Close()
+		unix.Close(fds[1])
+		unix.Close(fds[2])
+		return nil, fmt.Errorf("steering socket map: %w", err)
+	}
+	current, err := ebpf.NewMapFromFD(fds[2])
+	if err != nil {
+		prog.Close()
+		sockets.Close()
+		unix.Close(fds[2])
+		return nil, fmt.Errorf("steering map: %w", err)
 	}
 	return &Steering{salt: salt, prog: prog, sockets: sockets, current: current}, nil
 }

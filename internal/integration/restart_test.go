@@ -1,0 +1,269 @@
+package integration
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quicport/quicport/internal/testutil"
+)
+
+// restartEnv is the environment of one server and everything that talks to
+// it: a state directory of its own (state files, runtime directory) and a
+// PSK.
+func restartEnv(t *testing.T) []string {
+	dir := t.TempDir()
+	return []string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "XDG_STATE_HOME=" + dir + "/state",
+		"QUICPORT_PSK=restart-test-psk-0123456789"}
+}
+
+// ctl runs quicport ctl with env and returns its output; it fails the test
+// when ctl fails.
+func ctl(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(quicportBin, append([]string{"ctl"}, args...)...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("quicport ctl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// needRoot fails under CI (root) and skips elsewhere when BPF steering
+// cannot be loaded.
+func needSteering(t *testing.T) {
+	t.Helper()
+	steering(t)
+}
+
+// running reports whether process pid exists.
+func running(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// udpKeepsAnswering sends a datagram through addr every 20 ms until stop is
+// closed and counts the replies; the returned function reports them.
+func udpProbe(t *testing.T, addr string) (stop func() (sent, answered int)) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent, answered atomic.Int64
+	done := make(chan struct{})
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 2048)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if bytes.HasPrefix(buf[:n], []byte("udp-probe")) {
+				answered.Add(1)
+			}
+		}
+	}()
+	go func() {
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				c.Write([]byte("udp-probe"))
+				sent.Add(1)
+			}
+		}
+	}()
+	return func() (int, int) {
+		close(done)
+		time.Sleep(500 * time.Millisecond) // the last replies
+		c.Close()
+		<-readDone
+		return int(sent.Load()), int(answered.Load())
+	}
+}
+
+// The graceful restart of the issue: while 256 MiB move through an LPF and
+// an RPF tunnel, with 20 idle tunneled connections and a UDP flow open,
+// quicport ctl graceful-restart starts a new data plane and drains the old
+// one. Every transfer completes intact, the idle connections still echo,
+// a prober connecting to the RPF port every 10 ms is never refused, the UDP
+// flow keeps answering, and the old data plane exits once empty.
+func TestGracefulRestart(t *testing.T) {
+	needSteering(t)
+	env := restartEnv(t)
+	srv := testutil.StartProcess(t, quicportBin, env, "server", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+	started := srv.WaitLog("quicport server listening", 1, 30*time.Second)
+	if started["graceful_restart"] != "bpf" {
+		t.Fatalf("server without BPF steering: %v", started)
+	}
+	listen := started["listen"].(string)
+	oldDP := int(srv.WaitLog("data plane active", 1, 10*time.Second)["pid"].(float64))
+
+	echo := testutil.EchoServer(t)
+	udpEcho := startUDPEcho(t)
+	rpfPort := testutil.Itoa(testutil.FreePort(t))
+	lpfPort := testutil.Itoa(testutil.FreePort(t))
+	udpPort := testutil.Itoa(testutil.FreePort(t))
+	client := func(args ...string) *testutil.Process {
+		c := testutil.StartProcess(t, quicportBin, env, append([]string{"client", "-s", listen, "--accept-new-host", "--reconnect-delay", "0.2"}, args...)...)
+		c.WaitLog("forward established", 1, 20*time.Second)
+		return c
+	}
+	rpf := client("-r", rpfPort, "-l", echo)
+	lpf := client("-L", "127.0.0.1:"+lpfPort, "-R", echo)
+	udp := client("-L", "127.0.0.1:"+udpPort+"/udp", "-R", udpEcho.addr()+"/udp")
+	rpfEntry, lpfEntry := "127.0.0.1:"+rpfPort, "127.0.0.1:"+lpfPort
+
+	var idle []net.Conn
+	for i := range 20 {
+		entry := lpfEntry
+		if i%2 == 1 {
+			entry = rpfEntry
+		}
+		c, err := net.Dial("tcp", entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		echoOnce(t, c, "before")
+		idle = append(idle, c)
+	}
+	stopProbe := prober(rpfEntry)
+	stopUDP := udpProbe(t, "127.0.0.1:"+udpPort)
+	transfers := make(chan error, 2)
+	for i, entry := range []string{lpfEntry, rpfEntry} {
+		go func() { transfers <- testutil.EchoCheck(entry, 256<<20, uint64(i)) }()
+	}
+	time.Sleep(500 * time.Millisecond) // the transfers are under way
+
+	out := ctl(t, env, "graceful-restart")
+	if !strings.Contains(out, "serves new connections") {
+		t.Fatalf("ctl graceful-restart: %s", out)
+	}
+	newDP := int(srv.WaitLog("data plane active", 2, 10*time.Second)["pid"].(float64))
+	for _, c := range []*testutil.Process{rpf, lpf, udp} {
+		c.WaitLog("forward established", 2, 20*time.Second)
+	}
+	if status := ctl(t, env, "status"); !strings.Contains(status, "DRAINING") || !strings.Contains(status, testutil.Itoa(newDP)) {
+		t.Errorf("ctl status during the drain:\n%s", status)
+	}
+
+	for range 2 {
+		if err := <-transfers; err != nil {
+			t.Fatalf("transfer across the graceful restart: %v", err)
+		}
+	}
+	for _, c := range idle {
+		echoOnce(t, c, "after")
+	}
+	time.Sleep(300 * time.Millisecond) // probes after the hand-over
+	ok, failed := stopProbe()
+	if failed > 0 || ok == 0 {
+		t.Fatalf("the remote port failed %d of %d probes during the restart", failed, ok+failed)
+	}
+	sent, answered := stopUDP()
+	t.Logf("%d probes of the remote port, none failed; UDP flow: %d of %d datagrams answered", ok, answered, sent)
+	if answered < sent*9/10 {
+		t.Errorf("the UDP flow answered %d of %d datagrams across the restart", answered, sent)
+	}
+	// Still a working UDP forward afterwards.
+	uc, err := net.Dial("udp", "127.0.0.1:"+udpPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if err := exchange(uc.(*net.UDPConn), 1, 1, 1200); err != nil {
+		t.Fatalf("UDP after the restart: %v", err)
+	}
+
+	for _, c := range idle {
+		c.Close()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for running(oldDP) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old data plane %d still runs after its last connection closed:\n%s", oldDP, ctl(t, env, "status"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !running(newDP) {
+		t.Fatal("the new data plane is gone")
+	}
+	for _, entry := range []string{lpfEntry, rpfEntry} {
+		if err := testutil.EchoCheck(entry, 1<<20, 9); err != nil {
+			t.Fatalf("after the restart: %v", err)
+		}
+	}
+}
+
+// Stopping the control plane (SIGTERM) leaves its data plane serving: a
+// transfer under way completes, and a new control plane started with the
+// same configuration adopts the data plane — and can restart it gracefully.
+func TestControlPlaneRestart(t *testing.T) {
+	needSteering(t)
+	env := restartEnv(t)
+	port := testutil.Itoa(testutil.FreePort(t))
+	listen := "127.0.0.1:" + port
+	cp := testutil.StartProcess(t, quicportBin, env, "server", "--listen", listen, "--api-listen", "127.0.0.1:0")
+	cp.WaitLog("quicport server listening", 1, 30*time.Second)
+	dp := int(cp.WaitLog("data plane active", 1, 10*time.Second)["pid"].(float64))
+
+	echo := testutil.EchoServer(t)
+	rpfPort := testutil.Itoa(testutil.FreePort(t))
+	rpf := testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host", "--reconnect-delay", "0.2", "-r", rpfPort, "-l", echo)
+	rpf.WaitLog("forward established", 1, 20*time.Second)
+	entry := "127.0.0.1:" + rpfPort
+	transfer := make(chan error, 1)
+	go func() { transfer <- testutil.EchoCheck(entry, 128<<20, 3) }()
+	time.Sleep(300 * time.Millisecond)
+
+	cp.Signal(syscall.SIGTERM)
+	if code := cp.Wait(20 * time.Second); code != 0 {
+		t.Fatalf("control plane exit code %d after SIGTERM", code)
+	}
+	if !running(dp) {
+		t.Fatal("the data plane exited with its control plane")
+	}
+	cp2 := testutil.StartProcess(t, quicportBin, env, "server", "--listen", listen, "--api-listen", "127.0.0.1:0")
+	adopted := cp2.WaitLog("adopted a running data plane", 1, 30*time.Second)
+	if int(adopted["pid"].(float64)) != dp {
+		t.Fatalf("adopted %v, want data plane %d", adopted["pid"], dp)
+	}
+	cp2.WaitLog("quicport server listening", 1, 30*time.Second)
+	if err := <-transfer; err != nil {
+		t.Fatalf("transfer across the control plane restart: %v", err)
+	}
+	if err := testutil.EchoCheck(entry, 1<<20, 4); err != nil {
+		t.Fatal(err)
+	}
+	if rpf.Output() != "" && strings.Contains(rpf.Output(), "tunnel down") {
+		t.Errorf("the client lost its tunnel:\n%s", rpf.Output())
+	}
+
+	// The adopted data plane is the new control plane's to restart.
+	stopProbe := prober(entry)
+	ctl(t, env, "graceful-restart")
+	rpf.WaitLog("forward established", 2, 20*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for running(dp) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the adopted data plane %d did not drain", dp)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ok, failed := stopProbe(); failed > 0 {
+		t.Fatalf("the remote port failed %d of %d probes", failed, ok+failed)
+	}
+	if err := testutil.EchoCheck(entry, 1<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+}
