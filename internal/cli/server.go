@@ -33,6 +33,7 @@ func (a *app) serverCommand() *cobra.Command {
 		tf             tlsFlags
 		apiListen      string
 		noAPI          bool
+		noBPF          bool
 		drainTimeout   = dataplane.DefaultDrainTimeout
 		limits         = server.Config{
 			MaxUnauthenticated: server.DefaultMaxUnauthenticated,
@@ -162,7 +163,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 					RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log,
 				}, attrs)
 			}
-			return a.runControlPlane(cmd.Context(), control.Config{Listen: listen, Args: a.args, RuntimeDir: runDir, Audit: cfg.Audit, Log: log},
+			return a.runControlPlane(cmd.Context(), control.Config{Listen: listen, Args: a.args, RuntimeDir: runDir, Audit: cfg.Audit, Log: log, NoBPF: noBPF},
 				apiListen, noAPI, attrs)
 		},
 	}
@@ -182,6 +183,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	tf.registerServer(cmd)
 	fs.StringVar(&apiListen, "api-listen", api.DefaultListen, "HTTP API address: /healthcheck, /metrics (Prometheus), /api/v1/status")
 	fs.BoolVar(&noAPI, "no-api", false, "do not start the HTTP API")
+	fs.BoolVar(&noBPF, "no-bpf", false, "do not steer packets with BPF; a graceful restart then closes sessions (clients reconnect)")
 	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
 	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)

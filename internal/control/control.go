@@ -58,6 +58,8 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	Log            *slog.Logger
 	Audit          *audit.Log
+	// NoBPF runs without socket steering even where it could load.
+	NoBPF bool
 }
 
 // Plane is a running control plane.
@@ -121,6 +123,8 @@ func Start(cfg Config) (*Plane, error) {
 		if err := p.adoptAll(orphans); err != nil {
 			return nil, fmt.Errorf("data planes of a previous quicport server still serve %s, but cannot be adopted: %w; stop them with quicport ctl shutdown, or wait for them to exit", cfg.Listen, err)
 		}
+	} else if cfg.NoBPF {
+		p.log.Warn("BPF socket steering is off (--no-bpf): a graceful restart will close sessions and clients reconnect")
 	} else {
 		p.salt = steer.NewSalt()
 		if p.steer, err = steer.New(p.salt); err != nil {
@@ -687,6 +691,12 @@ func addStats(a, b server.Stats, countersOnly bool) server.Stats {
 	a.BytesSent += b.BytesSent
 	a.BytesRecv += b.BytesRecv
 	if !countersOnly {
+		if a.ForwardsActive == nil {
+			a.ForwardsActive = map[string]int64{}
+		}
+		for k, v := range b.ForwardsActive {
+			a.ForwardsActive[k] += v
+		}
 		a.SessionsActive += b.SessionsActive
 		a.ConnectionsActive += b.ConnectionsActive
 		a.UDPFlowsActive += b.UDPFlowsActive

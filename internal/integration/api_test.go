@@ -85,11 +85,24 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 			t.Fatalf("metric %s missing", name)
 		}
 		mt := mf.GetMetric()[0]
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if len(labels) == 2 && l.GetName() == labels[0] && l.GetValue() == labels[1] {
+		if len(labels) > 0 {
+			// The series whose labels include every name=value pair.
+			mt = nil
+			for _, m := range mf.GetMetric() {
+				matched := 0
+				for _, l := range m.GetLabel() {
+					for i := 0; i+1 < len(labels); i += 2 {
+						if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+							matched++
+						}
+					}
+				}
+				if matched == len(labels)/2 {
 					mt = m
 				}
+			}
+			if mt == nil {
+				t.Fatalf("no %s series with %v", name, labels)
 			}
 		}
 		switch {
@@ -105,6 +118,12 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 	waitFor(t, func() bool { scrape(); return value("quicport_connections_active") == 0 }, "connections to end")
 	if v := value("quicport_dataplane_state", "state", "ACTIVE"); v != 1 {
 		t.Errorf("ACTIVE data planes = %v, want 1", v)
+	}
+	if v := value("quicport_forwards_active", "kind", "local", "protocol", "tcp"); v != 1 {
+		t.Errorf("local TCP forwards = %v, want 1", v)
+	}
+	if v := value("quicport_forwards_active", "kind", "remote", "protocol", "tcp"); v != 0 {
+		t.Errorf("remote TCP forwards = %v, want 0", v)
 	}
 	for name, want := range map[string]float64{
 		"quicport_connections_total":          n,

@@ -267,3 +267,141 @@ func TestControlPlaneRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// ctlFails runs quicport ctl, expects it to fail, and returns its output.
+func ctlFails(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(quicportBin, append([]string{"ctl"}, args...)...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("quicport ctl %v succeeded:\n%s", args, out)
+	}
+	return string(out)
+}
+
+// dpPID returns the pid of the n-th "data plane active" of a server.
+func dpPID(srv *testutil.Process, n int) int {
+	return int(srv.WaitLog("data plane active", n, 30*time.Second)["pid"].(float64))
+}
+
+// The control plane's other duties, with two servers on one host that must
+// not notice each other: a crashed data plane is replaced, SIGHUP restarts
+// gracefully, ctl drain --pid drains one data plane (a new one takes over),
+// and a drain ends at --drain-timeout even with a connection still open.
+func TestServerOperations(t *testing.T) {
+	needSteering(t)
+	echo := testutil.EchoServer(t)
+	type instance struct {
+		env []string
+		srv *testutil.Process
+		cl  *testutil.Process
+		lpf string
+	}
+	start := func(extra ...string) *instance {
+		in := &instance{env: restartEnv(t)}
+		in.srv = testutil.StartProcess(t, quicportBin, in.env, append([]string{"server", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"}, extra...)...)
+		listen := in.srv.WaitLog("quicport server listening", 1, 30*time.Second)["listen"].(string)
+		in.lpf = "127.0.0.1:" + testutil.Itoa(testutil.FreePort(t))
+		in.cl = testutil.StartProcess(t, quicportBin, in.env, "client", "-s", listen, "--accept-new-host", "--reconnect-delay", "0.2", "-L", in.lpf, "-R", echo)
+		in.cl.WaitLog("forward established", 1, 20*time.Second)
+		return in
+	}
+	a := start("--drain-timeout", "2")
+	b := start()
+	bDP := dpPID(b.srv, 1)
+
+	// A crashed data plane is replaced; the client reconnects.
+	syscall.Kill(dpPID(a.srv, 1), syscall.SIGKILL)
+	a.srv.WaitLog("the active data plane ended unexpectedly; starting a new one", 1, 20*time.Second)
+	dpPID(a.srv, 2)
+	a.cl.WaitLog("forward established", 2, 30*time.Second)
+	if err := testutil.EchoCheck(a.lpf, 1<<20, 1); err != nil {
+		t.Fatalf("after the crash: %v", err)
+	}
+
+	// SIGHUP: a graceful restart. A connection held open past the drain
+	// timeout (2 s) is closed when the old data plane gives up.
+	held, err := net.Dial("tcp", a.lpf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	echoOnce(t, held, "held")
+	old := dpPID(a.srv, 2)
+	a.srv.Signal(syscall.SIGHUP)
+	dpPID(a.srv, 3)
+	a.cl.WaitLog("forward established", 3, 20*time.Second)
+	drained := time.Now()
+	for running(old) {
+		if time.Since(drained) > 15*time.Second {
+			t.Fatalf("the old data plane still runs %v after a drain with --drain-timeout 2", time.Since(drained))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := held.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the held connection still reads after the drain timeout")
+	}
+	if err := testutil.EchoCheck(a.lpf, 1<<20, 2); err != nil {
+		t.Fatalf("after SIGHUP: %v", err)
+	}
+
+	// ctl drain --pid on the active data plane: a new one takes over first.
+	cur := dpPID(a.srv, 3)
+	if out := ctl(t, a.env, "drain", "--pid", testutil.Itoa(cur)); !strings.Contains(out, "serves new connections") {
+		t.Fatalf("ctl drain: %s", out)
+	}
+	dpPID(a.srv, 4)
+	a.cl.WaitLog("forward established", 4, 20*time.Second)
+	for deadline := time.Now().Add(15 * time.Second); running(cur); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("drained data plane %d still runs", cur)
+		}
+	}
+	if out := ctlFails(t, a.env, "drain", "--pid", "1"); !strings.Contains(out, "no data plane with pid 1") {
+		t.Errorf("ctl drain of a stranger: %s", out)
+	}
+
+	// The other server saw none of it.
+	if !running(bDP) || strings.Contains(b.cl.Output(), "tunnel down") || strings.Count(b.cl.Output(), "forward established") != 1 {
+		t.Errorf("the second server's session was disturbed:\n%s", b.cl.Output())
+	}
+	if err := testutil.EchoCheck(b.lpf, 1<<20, 3); err != nil {
+		t.Fatal(err)
+	}
+	if status := ctl(t, b.env, "status"); strings.Count(status, "ACTIVE") != 1 || !strings.Contains(status, testutil.Itoa(bDP)) {
+		t.Errorf("second server's ctl status:\n%s", status)
+	}
+}
+
+// Without BPF steering the server still serves; ctl graceful-restart says
+// that established connections would be reset and does nothing unless
+// forced; forced, the clients reconnect to the new data plane.
+func TestGracefulRestartWithoutBPF(t *testing.T) {
+	env := restartEnv(t)
+	srv := testutil.StartProcess(t, quicportBin, env, "server", "--no-bpf", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+	started := srv.WaitLog("quicport server listening", 1, 30*time.Second)
+	if started["graceful_restart"] != "unavailable" {
+		t.Fatalf("start-up line: %v", started)
+	}
+	dp := dpPID(srv, 1)
+	echo := testutil.EchoServer(t)
+	lpf := "127.0.0.1:" + testutil.Itoa(testutil.FreePort(t))
+	cl := testutil.StartProcess(t, quicportBin, env, "client", "-s", started["listen"].(string), "--accept-new-host", "--reconnect-delay", "0.2", "-L", lpf, "-R", echo)
+	cl.WaitLog("forward established", 1, 20*time.Second)
+
+	out := ctlFails(t, env, "graceful-restart")
+	if !strings.Contains(out, "established tunneled connections will be reset") || !strings.Contains(out, "--force") {
+		t.Fatalf("ctl graceful-restart without BPF: %s", out)
+	}
+	if !running(dp) || strings.Count(srv.Output(), "data plane active") != 1 {
+		t.Fatal("ctl graceful-restart did something without --force")
+	}
+	ctl(t, env, "graceful-restart", "--force")
+	dpPID(srv, 2)
+	cl.WaitLog("forward established", 2, 30*time.Second)
+	if err := testutil.EchoCheck(lpf, 1<<20, 1); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -56,6 +56,7 @@ var (
 	refusedConn = desc("quicport_tunneled_connections_refused_total", "Tunneled connections refused by a session's limits")
 	authing     = desc("quicport_connections_authenticating", "QUIC connections that have not authenticated yet")
 	serving     = prometheus.NewDesc("quicport_dataplane_state", "Number of data planes in each state", []string{"state"}, nil)
+	forwards    = prometheus.NewDesc("quicport_forwards_active", "Established forwards by kind (local, remote) and protocol", []string{"kind", "protocol"}, nil)
 	handshake   = prometheus.NewDesc("quicport_handshake_duration_seconds", "Time from accepting a QUIC connection to its successful authentication", nil, nil)
 )
 
@@ -65,7 +66,7 @@ type collector struct{ src Source }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{uptime, connsTotal, connsActive, bytesSent, bytesRecv, authPSKOK, authPSKFail,
-		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, authing, serving, handshake} {
+		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, authing, serving, forwards, handshake} {
 		ch <- d
 	}
 }
@@ -98,6 +99,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	states := c.src.DataPlaneStates()
 	for _, s := range States {
 		ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, float64(states[s]), s)
+	}
+	for _, kind := range []string{"local", "remote"} {
+		for _, protocol := range []string{"tcp", "udp"} {
+			ch <- prometheus.MustNewConstMetric(forwards, prometheus.GaugeValue, float64(st.ForwardsActive[kind+"/"+protocol]), kind, protocol)
+		}
 	}
 	h := c.src.Handshakes()
 	buckets := make(map[float64]uint64, len(HandshakeBuckets))

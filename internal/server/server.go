@@ -153,6 +153,9 @@ type Stats struct {
 	ConnectionsRefused          uint64 // tunneled connections over a session's limits
 	Authenticating              int64  // connections not yet authenticated
 	BytesSent, BytesRecv        uint64 // to clients, from clients (tunneled payload)
+	// ForwardsActive counts established forwards by kind and protocol:
+	// "local/tcp", "local/udp", "remote/tcp", "remote/udp".
+	ForwardsActive map[string]int64
 }
 
 // Server serves quicport clients. Create it with Listen, run it with Serve.
@@ -186,6 +189,7 @@ type Server struct {
 	refusedSources      atomic.Uint64
 	refusedConns        atomic.Uint64
 	bytesSent, bytesRcv atomic.Uint64
+	forwards            [2][3]atomic.Int64 // [remote][proto.Protocol]
 }
 
 // Listen validates cfg and binds the server's UDP socket.
@@ -294,6 +298,10 @@ func (s *Server) Stats() Stats {
 		Authenticating:     s.unauth.Load(),
 		BytesSent:          s.bytesSent.Load(),
 		BytesRecv:          s.bytesRcv.Load(),
+		ForwardsActive: map[string]int64{
+			"local/tcp": s.forwards[0][proto.TCP].Load(), "local/udp": s.forwards[0][proto.UDP].Load(),
+			"remote/tcp": s.forwards[1][proto.TCP].Load(), "remote/udp": s.forwards[1][proto.UDP].Load(),
+		},
 	}
 }
 

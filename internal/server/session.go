@@ -165,10 +165,14 @@ func (ss *session) serve(ctx context.Context) {
 	_ = ss.ctrl.SetDeadline(time.Time{})
 
 	var started func()
+	var remote int
+	var protocol proto.Protocol
 	switch m := msg.(type) {
 	case proto.RemoteForwardRequest:
+		remote, protocol = 1, m.Protocol
 		started = ss.startRemote(connCtx, m)
 	case proto.LocalForwardRequest:
+		protocol = m.Protocol
 		started = ss.startLocal(connCtx, m)
 	default:
 		ss.protocolError(fmt.Errorf("first message is %v, want a forward request", msg.Type()))
@@ -185,6 +189,11 @@ func (ss *session) serve(ctx context.Context) {
 		return
 	}
 	closeForward = started
+	if protocol == proto.TCP || protocol == proto.UDP {
+		n := &ss.srv.forwards[remote][protocol]
+		n.Add(1)
+		defer n.Add(-1)
+	}
 
 	for {
 		msg, err := ss.control.Read()
