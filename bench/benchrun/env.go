@@ -71,14 +71,28 @@ func newEnv() (*env, error) {
 
 func (e *env) close() {
 	for _, c := range e.procs {
-		c.Process.Kill()
-		c.Wait()
+		stop(c)
 	}
 	os.RemoveAll(e.dir)
 }
 
+// stop ends a helper: SIGINT first, so that quicport server stops its data
+// planes too (SIGKILL would leave them waiting to be adopted), then SIGKILL.
+func stop(c *exec.Cmd) {
+	_ = c.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.Process.Kill()
+		<-done
+	}
+}
+
 func (e *env) quicportEnv() []string {
-	return append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(e.dir, "config"), "XDG_DATA_HOME="+filepath.Join(e.dir, "data"))
+	return append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(e.dir, "config"), "XDG_DATA_HOME="+filepath.Join(e.dir, "data"),
+		"XDG_STATE_HOME="+filepath.Join(e.dir, "state"), "QUICPORT_RUNTIME_DIR="+filepath.Join(e.dir, "run"))
 }
 
 // start runs a long-lived helper process owned by the env.
@@ -143,8 +157,20 @@ func (e *env) startQuicportServer() error {
 		return err
 	}
 	e.procs = append(e.procs, cmd)
-	e.qpPID = cmd.Process.Pid
-	time.Sleep(300 * time.Millisecond)
+	// The server is a control plane; clients are served by its data plane,
+	// whose memory is what the scale scenario measures. Its state file
+	// names it once it serves.
+	deadline := time.Now().Add(30 * time.Second)
+	for e.qpPID == 0 {
+		files, _ := filepath.Glob(filepath.Join(e.dir, "state", "quicport", "dataplanes", "dp-*.state"))
+		for _, f := range files {
+			fmt.Sscanf(filepath.Base(f), "dp-%d.state", &e.qpPID)
+		}
+		if time.Now().After(deadline) {
+			return errors.New("quicport server: no data plane within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return nil
 }
 

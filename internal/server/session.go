@@ -198,7 +198,8 @@ func (ss *session) serve(ctx context.Context) {
 	for {
 		msg, err := ss.control.Read()
 		if err != nil {
-			if connCtx.Err() == nil {
+			var ae *quic.ApplicationError
+			if connCtx.Err() == nil && !(errors.As(err, &ae) && !ae.Remote) {
 				ss.protocolError(fmt.Errorf("read control message: %w", err))
 			} else {
 				ss.log.Info("session ended", "reason", context.Cause(connCtx))
