@@ -457,6 +457,17 @@ func TestDataPlaneAndCtlStatus(t *testing.T) {
 	if !strings.HasPrefix(status(), "Data Planes:\nPID        State        Connections  Bytes Sent      Bytes Received\n") {
 		t.Errorf("table header:\n%s", status())
 	}
+	// ctl drain --pid reaches a standalone data plane directly.
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"ctl", "drain", "--pid", fmt.Sprint(os.Getpid())}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb}, func(k string) string { return env[k] }); code != 0 ||
+		!strings.Contains(out.String(), "is draining") {
+		t.Fatalf("ctl drain: exit %d: %s%s", code, out.String(), errb.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(status(), "DRAINING"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ctl status after drain:\n%s", status())
+		}
+	}
 	cl.stop()
 	if code := dp.stop(); code != 0 {
 		t.Errorf("data plane exit code %d", code)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -65,6 +66,12 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if err != nil {
 				return err
 			}
+			// The control plane has said everything about the
+			// configuration already; its data planes keep quiet about it.
+			startLog := log
+			if a.launch != nil {
+				startLog = slog.New(slog.DiscardHandler)
+			}
 			if err := a.fromEnv(cmd.Flags(), map[string]string{
 				"client-pubkeys": "QUICPORT_CLIENT_PUBKEYS", "client-pubkeys-file": "QUICPORT_CLIENT_PUBKEYS_FILE",
 			}); err != nil {
@@ -73,7 +80,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if err := a.credentialEnv(cmd); err != nil {
 				return err
 			}
-			warnArgv(cmd, log)
+			warnArgv(cmd, startLog)
 			configDir, err := a.configDir()
 			if err != nil {
 				return err
@@ -82,7 +89,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if err != nil {
 				return err
 			}
-			warnWeakPSK(log, policy.PSK)
+			warnWeakPSK(startLog, policy.PSK)
 			clientCAs, err := tf.pool()
 			if err != nil {
 				return err
@@ -97,9 +104,9 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 				}
 				policy.PSK = psk
 				if created {
-					log.Info("no authentication configured: created a random PSK; give clients a copy of this file (--psk-file) or its content (QUICPORT_PSK)", "psk_file", path)
+					startLog.Info("no authentication configured: created a random PSK; give clients a copy of this file (--psk-file) or its content (QUICPORT_PSK)", "psk_file", path)
 				} else {
-					log.Info("no authentication configured: using the PSK from file", "psk_file", path)
+					startLog.Info("no authentication configured: using the PSK from file", "psk_file", path)
 				}
 			}
 			for name, v := range map[string]float64{"max-unauthenticated": float64(limits.MaxUnauthenticated), "max-auth-failures": float64(limits.AuthFailureBurst),
