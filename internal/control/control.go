@@ -171,7 +171,9 @@ func (p *Plane) findOrphans() []orphan {
 			continue
 		}
 		in := resp.Info
-		if in == nil || !in.Supervised || in.State == dataplane.Draining || want == nil || want.Port == 0 {
+		// Draining ones too: they share the steering, and the new
+		// control plane must not replace it under their connections.
+		if in == nil || !in.Supervised || want == nil || want.Port == 0 {
 			continue
 		}
 		if got, err := net.ResolveUDPAddr("udp", in.Listen); err != nil || got.Port != want.Port || !got.IP.Equal(want.IP) {

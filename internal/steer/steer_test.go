@@ -153,3 +153,49 @@ func TestCIDGenerator(t *testing.T) {
 		t.Fatal("two IDs share their random part")
 	}
 }
+
+// A control plane that restarts takes the program and maps back from the
+// descriptors its data planes kept (Files, then Open): the sockets stay
+// mapped, and steering goes on as before.
+func TestOpenTakesOverSteering(t *testing.T) {
+	s, err := New(NewSalt())
+	needBPF(t, err)
+	_, addr := echoPlane(t, s, "127.0.0.1:0", 1)
+	if err := s.SetCurrent(1); err != nil {
+		t.Fatal(err)
+	}
+	files, err := s.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // the old control plane is gone
+	dial := func() *quic.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := quic.DialAddr(ctx, addr, tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.CloseWithError(0, "") })
+		return conn
+	}
+	old := dial()
+	s2, err := Open(files, s.Salt())
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	echoPlane(t, s2, addr, 2)
+	if err := s2.SetCurrent(2); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(t, dial()); got != 2 {
+		t.Fatalf("a new connection went to plane %d, want the new current plane 2", got)
+	}
+	if got := ask(t, old); got != 1 {
+		t.Fatalf("an established connection moved to plane %d", got)
+	}
+}
