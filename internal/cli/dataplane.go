@@ -143,7 +143,7 @@ func (a *app) supervisedDataPlane(ctx context.Context) error {
 
 // runDataPlane runs one data plane until it is shut down or has drained.
 func (a *app) runDataPlane(ctx context.Context, cfg server.Config, opt dataplane.Options, attrs []any) error {
-	log := opt.Log.With("data_plane", os.Getpid())
+	log := opt.Log.With("dp", os.Getpid())
 	cfg.Logger = log
 	opt.Server, opt.Log = cfg, log
 	opt.OnListening = func(srv *server.Server) {

@@ -270,7 +270,7 @@ func (s *Steering) Add(conn syscall.Conn, id uint8) error {
 	}
 	var opErr error
 	err = rc.Control(func(fd uintptr) {
-		if opErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, s.prog.FD()); opErr != nil {
+		if opErr = attach(int(fd), s.prog.FD()); opErr != nil {
 			opErr = fmt.Errorf("attach steering program: %w", opErr)
 			return
 		}
