@@ -15,7 +15,6 @@ package control
 
 import (
 	"bufio"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,14 +24,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/quicport/quicport/internal/api"
 	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/dataplane"
 	"github.com/quicport/quicport/internal/metrics"
@@ -472,129 +469,12 @@ func (p *Plane) Addr() net.Addr { return p.addr }
 // Steered reports whether BPF steering is in use.
 func (p *Plane) Steered() bool { return p.steer != nil }
 
-// Restart is a graceful restart: a new data plane becomes current, then
-// every other one drains. Without BPF the old data planes are shut down
-// first (their clients reconnect), and the error says so.
-func (p *Plane) Restart() (string, error) {
-	p.restartMu.Lock()
-	defer p.restartMu.Unlock()
-	p.mu.Lock()
-	var old []*child
-	for _, c := range p.planes {
-		if c.state == dataplane.Active {
-			old = append(old, c)
-		}
-	}
-	p.mu.Unlock()
-	p.cfg.Audit.Record(audit.Event{Type: "graceful_restart", Fields: map[string]any{"steered": p.steer != nil}})
-	if p.steer == nil {
-		for _, c := range old {
-			p.call(c, dataplane.OpShutdown)
-			select {
-			case <-c.exited:
-			case <-time.After(30 * time.Second):
-			}
-		}
-		c, err := p.spawn()
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("restarted without BPF steering: sessions were closed and clients reconnect; data plane %d serves", c.pid), nil
-	}
-	c, err := p.spawn()
-	if err != nil {
-		return "", fmt.Errorf("new data plane: %w; the old one keeps serving", err)
-	}
-	for _, o := range old {
-		p.drain(o)
-	}
-	return fmt.Sprintf("data plane %d serves new connections; %d draining", c.pid, len(old)), nil
-}
+// ShutdownRequested is closed when quicport ctl shutdown asks the server to
+// stop; the caller then calls Stop(true).
+func (p *Plane) ShutdownRequested() <-chan struct{} { return p.shutdownC }
 
-func (p *Plane) drain(c *child) {
-	p.mu.Lock()
-	c.state = dataplane.Draining
-	p.mu.Unlock()
-	p.log.Info("draining data plane", "pid", c.pid)
-	p.cfg.Audit.Record(audit.Event{Type: "drain", Fields: map[string]any{"pid": c.pid}})
-	p.call(c, dataplane.OpDrain)
-}
-
-// DrainPID drains one data plane; if it was the newest ACTIVE one, a new
-// data plane takes over first.
-func (p *Plane) DrainPID(pid int) (string, error) {
-	p.restartMu.Lock()
-	defer p.restartMu.Unlock()
-	p.mu.Lock()
-	c := p.planes[pid]
-	p.mu.Unlock()
-	if c == nil {
-		return "", fmt.Errorf("no data plane with pid %d; quicport ctl status lists them", pid)
-	}
-	if c.state != dataplane.Active {
-		return "", fmt.Errorf("data plane %d is %s, not ACTIVE", pid, c.state)
-	}
-	msg := fmt.Sprintf("data plane %d is draining", pid)
-	if p.newestActive() == c {
-		if p.steer == nil {
-			return "", fmt.Errorf("%w: draining the only data plane would stop the server; use quicport ctl graceful-restart", ErrNoBPF)
-		}
-		n, err := p.spawn()
-		if err != nil {
-			return "", err
-		}
-		msg += fmt.Sprintf("; data plane %d serves new connections", n.pid)
-	}
-	p.drain(c)
-	return msg, nil
-}
-
-func (p *Plane) call(c *child, op string) {
-	if _, _, err := dataplane.Call(dataplane.SocketPath(p.cfg.RuntimeDir, c.pid), dataplane.Request{Op: op}, 5*time.Second); err != nil {
-		p.log.Warn("data plane did not answer", "pid", c.pid, "op", op, "err", err)
-	}
-}
-
-// handle answers quicport ctl on the control socket.
-func (p *Plane) handle(req dataplane.Request) (dataplane.Response, []*os.File) {
-	var msg string
-	var err error
-	switch req.Op {
-	case dataplane.OpInfo:
-		return dataplane.Response{Info: &dataplane.Info{PID: os.Getpid(), Listen: p.addr.String(), Steered: p.steer != nil, StartedAt: p.started.UnixNano()}}, nil
-	case dataplane.OpGracefulRestart:
-		msg, err = p.Restart()
-	case dataplane.OpDrainPID:
-		msg, err = p.DrainPID(req.PID)
-	case dataplane.OpShutdown:
-		go p.Shutdown()
-		msg = "shutting down the server and its data planes"
-	default:
-		err = fmt.Errorf("unknown operation %q", req.Op)
-	}
-	if err != nil {
-		return dataplane.Response{Error: err.Error()}, nil
-	}
-	return dataplane.Response{Message: msg}, nil
-}
-
-var errShutdown = errors.New("shutdown requested")
-
-// Wait blocks until ctx ends or Shutdown is requested (ctl shutdown).
-func (p *Plane) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-p.shutdownC:
-		return errShutdown
-	}
-}
-
-// Shutdown asks Wait to return, after which the caller calls Stop(true).
+// Shutdown closes ShutdownRequested.
 func (p *Plane) Shutdown() { p.shutdownOnce.Do(func() { close(p.shutdownC) }) }
-
-// IsShutdown reports whether err from Wait is a shutdown request.
-func IsShutdown(err error) bool { return errors.Is(err, errShutdown) }
 
 // Stop ends the control plane. With stopPlanes, every data plane closes its
 // sessions (SessionClose: clients reconnect) and exits; otherwise they keep
@@ -643,140 +523,4 @@ func (p *Plane) release() {
 	if p.shared != nil {
 		p.shared.Close()
 	}
-}
-
-// snapshots asks every data plane for its snapshot (concurrently, bounded
-// in time) and remembers them for the counters of ones that exit.
-func (p *Plane) snapshots() []dataplane.Snapshot {
-	p.mu.Lock()
-	list := make([]*child, 0, len(p.planes))
-	for _, c := range p.planes {
-		list = append(list, c)
-	}
-	p.mu.Unlock()
-	out := make([]dataplane.Snapshot, len(list))
-	var wg sync.WaitGroup
-	for i, c := range list {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, _, err := dataplane.Call(dataplane.SocketPath(p.cfg.RuntimeDir, c.pid), dataplane.Request{Op: dataplane.OpStats}, 2*time.Second)
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if err == nil && resp.Snapshot != nil {
-				if !c.retired {
-					c.last = *resp.Snapshot
-				}
-				out[i] = *resp.Snapshot
-			} else {
-				out[i] = c.last
-			}
-			out[i].Info.PID, out[i].Info.ID = c.pid, c.id
-			if out[i].Info.State == "" || c.state == dataplane.Draining {
-				out[i].Info.State = c.state
-			}
-		}()
-	}
-	wg.Wait()
-	sort.Slice(out, func(i, j int) bool { return out[i].Info.StartedAt < out[j].Info.StartedAt })
-	return out
-}
-
-// addStats adds b's counters to a; gauges too unless countersOnly.
-func addStats(a, b server.Stats, countersOnly bool) server.Stats {
-	a.AuthSuccess += b.AuthSuccess
-	a.AuthFailed += b.AuthFailed
-	a.AuthSuccessBy = addMap(a.AuthSuccessBy, b.AuthSuccessBy)
-	a.AuthFailedBy = addMap(a.AuthFailedBy, b.AuthFailedBy)
-	a.ConnectionsTotal += b.ConnectionsTotal
-	a.ForwardsDenied += b.ForwardsDenied
-	a.SourcesRefused += b.SourcesRefused
-	a.ConnectionsRefused += b.ConnectionsRefused
-	a.BytesSent += b.BytesSent
-	a.BytesRecv += b.BytesRecv
-	if !countersOnly {
-		if a.ForwardsActive == nil {
-			a.ForwardsActive = map[string]int64{}
-		}
-		for k, v := range b.ForwardsActive {
-			a.ForwardsActive[k] += v
-		}
-		a.SessionsActive += b.SessionsActive
-		a.ConnectionsActive += b.ConnectionsActive
-		a.UDPFlowsActive += b.UDPFlowsActive
-		a.Authenticating += b.Authenticating
-	}
-	return a
-}
-
-func addMap[K comparable](a, b map[K]uint64) map[K]uint64 {
-	if a == nil {
-		a = map[K]uint64{}
-	}
-	for k, v := range b {
-		a[k] += v
-	}
-	return a
-}
-
-// The API's and metrics' view: sums over the data planes.
-
-// Stats sums the counters of every data plane, including exited ones.
-func (p *Plane) Stats() server.Stats {
-	snaps := p.snapshots()
-	p.mu.Lock()
-	st := addStats(server.Stats{}, p.retired, true)
-	p.mu.Unlock()
-	for _, s := range snaps {
-		st = addStats(st, s.Stats, false)
-	}
-	return st
-}
-
-// Sessions lists the sessions of every data plane.
-func (p *Plane) Sessions() []server.SessionInfo {
-	out := []server.SessionInfo{}
-	for _, s := range p.snapshots() {
-		out = append(out, s.Sessions...)
-	}
-	return out
-}
-
-// Serving reports whether a data plane is ACTIVE.
-func (p *Plane) Serving() bool { return p.newestActive() != nil }
-
-// Started returns when the control plane started.
-func (p *Plane) Started() time.Time { return p.started }
-
-// DataPlaneStates counts the data planes by state.
-func (p *Plane) DataPlaneStates() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := map[string]int{}
-	for _, c := range p.planes {
-		m[c.state]++
-	}
-	return m
-}
-
-// Handshakes sums the handshake histograms.
-func (p *Plane) Handshakes() metrics.Histogram {
-	snaps := p.snapshots()
-	p.mu.Lock()
-	h := metrics.Histogram{}.Add(p.hsRet)
-	p.mu.Unlock()
-	for _, s := range snaps {
-		h = h.Add(s.Handshakes)
-	}
-	return h
-}
-
-// DataPlanes lists the data planes for /api/v1/status.
-func (p *Plane) DataPlanes() []api.DataPlane {
-	out := []api.DataPlane{}
-	for _, s := range p.snapshots() {
-		out = append(out, api.DataPlane{PID: s.Info.PID, ID: int(s.Info.ID), State: s.Info.State, StartedAt: s.Info.StartedAt / 1e9,
-			ActiveConnections: s.Stats.ConnectionsActive, Sessions: s.Stats.SessionsActive, BytesSent: s.Stats.BytesSent, BytesReceived: s.Stats.BytesRecv})
-	}
-	return out
 }
