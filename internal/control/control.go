@@ -126,7 +126,7 @@ func Start(cfg Config) (*Plane, error) {
 		p.salt = steer.NewSalt()
 		if p.steer, err = steer.New(p.salt); err != nil {
 			p.steer = nil
-			p.log.Warn("graceful restart cannot keep connections: "+err.Error()+"; a restart will close sessions and clients reconnect (run as root or grant CAP_BPF and CAP_NET_ADMIN)", "err", err)
+			p.log.Warn("no BPF socket steering, so a graceful restart cannot keep connections: it will close sessions and clients reconnect; run as root or grant CAP_BPF and CAP_NET_ADMIN", "err", err)
 		}
 	}
 	if p.addr == nil {
