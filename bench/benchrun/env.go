@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quicport/quicport/internal/auth"
@@ -97,7 +98,7 @@ func (e *env) quicportEnv() []string {
 
 // start runs a long-lived helper process owned by the env.
 func (e *env) start(name string, args ...string) (*exec.Cmd, error) {
-	cmd := exec.Command(name, args...)
+	cmd := helper(name, args...)
 	cmd.Env = e.quicportEnv()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -131,7 +132,7 @@ func waitTCP(addr string) error {
 // runQuicport starts quicport with args, the bench's XDG directories, and
 // its output on stderr. The caller owns the process.
 func (e *env) runQuicport(args ...string) (*exec.Cmd, error) {
-	cmd := exec.Command(e.quicport, append([]string{"--log-level", "warn"}, args...)...)
+	cmd := helper(e.quicport, append([]string{"--log-level", "warn"}, args...)...)
 	cmd.Env = e.quicportEnv()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -198,13 +199,13 @@ func (e *env) rawQUIC() *path {
 	p.setup = func(dest string) (string, error) {
 		qaddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 		entry := fmt.Sprintf("127.0.0.1:%d", freePort())
-		srv := exec.Command(e.rawquic, "server", "-quic", qaddr, "-dest", dest)
+		srv := helper(e.rawquic, "server", "-quic", qaddr, "-dest", dest)
 		if err := srv.Start(); err != nil {
 			return "", err
 		}
 		p.procs = append(p.procs, srv)
 		time.Sleep(200 * time.Millisecond)
-		cl := exec.Command(e.rawquic, "client", "-quic", qaddr, "-listen", entry)
+		cl := helper(e.rawquic, "client", "-quic", qaddr, "-listen", entry)
 		if err := cl.Start(); err != nil {
 			return "", err
 		}
@@ -260,7 +261,7 @@ func (e *env) ssh(name, flag, cipher string) *path {
 			args = append(args, "-c", cipher)
 		}
 		args = append(args, flag, fmt.Sprintf("127.0.0.1:%d:%s", port, dest), e.sshUser+"@127.0.0.1")
-		cmd := exec.Command("ssh", args...)
+		cmd := helper("ssh", args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return "", err
@@ -534,4 +535,12 @@ func (e *env) sessions(n int, echo string) (float64, error) {
 		return 0, firstErr
 	}
 	return float64(peak-base) / float64(n), nil
+}
+
+// helper is exec.Command for the processes a run keeps going: they die with
+// benchrun, even when it is killed, instead of lingering.
+func helper(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
