@@ -54,7 +54,7 @@ func (s *session) dial(ctx context.Context) error {
 		}
 		var te *quic.TransportError
 		if errors.As(err, &te) && te.Remote && te.ErrorCode == quic.ConnectionRefused {
-			return fmt.Errorf("server %s refused the connection: this address failed to authenticate too often (wait a minute and check the credentials), or the server is overloaded", cfg.Server)
+			return fmt.Errorf("server %s refused the connection: it is restarting, or overloaded, or this address failed to authenticate too often (wait a minute and check the credentials)", cfg.Server)
 		}
 		return fmt.Errorf("connect to server %s: %w", cfg.Server, err)
 	}

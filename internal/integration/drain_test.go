@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,5 +190,28 @@ func echoOnce(t *testing.T, c net.Conn, msg string) {
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
 		t.Fatalf("echo %q = %q, %v", msg, got, err)
+	}
+}
+
+// A draining server refuses new QUIC connections at once, with a reason the
+// client shows, while its established session goes on.
+func TestDrainingServerRefusesNewConnections(t *testing.T) {
+	cr := credentials(t)[0]
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+	echo := testutil.EchoServer(t)
+	cfg := client.Config{Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
+		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)}}
+	c := testutil.StartClient(t, cfg)
+	srv.Drain()
+	start := time.Now()
+	_, err := testutil.TryClient(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "refused the connection: it is restarting") {
+		t.Fatalf("new client of a draining server: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refusal took %v; it should come with the first packet", d)
+	}
+	if err := testutil.EchoCheck(c.Ready.LocalListen.String(), 1<<20, 1); err != nil {
+		t.Fatalf("the established session after the drain began: %v", err)
 	}
 }

@@ -177,6 +177,7 @@ type Server struct {
 	okBy, failBy       [4]atomic.Uint64 // by auth.Method
 	serving            atomic.Bool
 	draining           atomic.Bool
+	stopped            chan struct{} // closed when Serve stops accepting
 	started            time.Time
 
 	sessMu              sync.Mutex
@@ -219,11 +220,16 @@ func Listen(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
 		}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
 	perConn := qc.Clone() // what every accepted connection uses
 	qc.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
+		// A draining server takes no new connections: refused at the
+		// first packet, the client retries (the new data plane).
+		if s.draining.Load() {
+			return nil, errors.New("server is draining")
+		}
 		// Refuse a source that keeps failing to authenticate before any
 		// cryptography is spent on it.
 		if s.failures.refused(info.RemoteAddr) {
@@ -335,6 +341,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	s.serving.Store(false)
+	close(s.stopped)
 	s.ln.Close()
 	stopPrune() // Serve waits for the pruner below
 	s.audit("shutdown", "listen", s.ln.Addr().String(), "sessions", s.sessions.Load())
@@ -342,7 +349,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	return acceptErr
 }
 
-// Drain stops accepting QUIC connections and asks every client to set its
+// Drain refuses new QUIC connections and asks every client to set its
 // forward up again on a fresh connection (SessionMigrate), which the
 // control plane's steering sends to the new data plane. Established
 // tunneled connections go on; Serve returns once every session has ended.
@@ -352,7 +359,22 @@ func (s *Server) Drain() {
 		return
 	}
 	s.serving.Store(false)
-	s.ln.Close() // Serve stops accepting; the transport and sessions go on
+	// New connections are refused from now on (GetConfigForClient); once
+	// the last session has ended, Serve returns.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for s.sessions.Load() > 0 || s.unauth.Load() > 0 {
+			select {
+			case <-s.stopped:
+				return
+			case <-t.C:
+			}
+		}
+		s.ln.Close()
+	}()
 	s.sessMu.Lock()
 	list := make([]*session, 0, len(s.sessList))
 	for ss := range s.sessList {
@@ -499,7 +521,8 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 
 	s.sessions.Add(1)
 	defer s.sessions.Add(-1)
-	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), remote: conn.RemoteAddr().String(), peer: peer, since: time.Now()}
+	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), remote: conn.RemoteAddr().String(), peer: peer, since: time.Now(),
+		control: tunnel.NewControl(conn.Context(), ctrl)}
 	s.sessMu.Lock()
 	s.sessList[sess] = struct{}{}
 	s.sessMu.Unlock()

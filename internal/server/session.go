@@ -48,8 +48,10 @@ type session struct {
 	nextID  atomic.Uint32
 	wg      sync.WaitGroup // accept loop and relays
 
-	rpf         atomic.Pointer[remoteListener] // the remote forward's socket, once open
-	migrateOnce sync.Once
+	rpf           atomic.Pointer[remoteListener] // the remote forward's socket, once open
+	forwardUp     atomic.Bool                    // the forward response went out
+	migrateWanted atomic.Bool                    // the server drains
+	migrateOnce   sync.Once
 }
 
 // remoteListener is a remote forward's listening socket, as far as a
@@ -70,12 +72,20 @@ func (ss *session) identity() string {
 }
 
 // migrate asks the client to set its forward up again on a fresh
-// connection (the server is draining).
+// connection (the server is draining). The request waits until the forward
+// is set up: the client reads the forward's response first.
 func (ss *session) migrate() {
+	ss.migrateWanted.Store(true)
+	if ss.forwardUp.Load() {
+		ss.sendMigrate()
+	}
+}
+
+func (ss *session) sendMigrate() {
 	ss.migrateOnce.Do(func() {
 		go func() {
 			if err := ss.control.Send(ss.conn.Context(), proto.SessionMigrate{}); err == nil {
-				ss.log.Info("asked the client to reconnect (draining)")
+				ss.srv.log.Info("asked the client to reconnect (draining)", "peer", ss.remote)
 			}
 		}()
 	})
@@ -133,7 +143,6 @@ func (ss *session) serve(ctx context.Context) {
 	ss.connRate = rate.NewLimiter(rate.Limit(cfg.ConnRate), max(1, int(2*cfg.ConnRate)))
 	ss.bwUp, ss.bwDn = newBandwidthLimiter(cfg.BandwidthLimit), newBandwidthLimiter(cfg.BandwidthLimit)
 	connCtx := ss.conn.Context()
-	ss.control = tunnel.NewControl(connCtx, ss.ctrl)
 	stop := context.AfterFunc(ctx, func() {
 		// Server shutdown: tell the client, so it reconnects rather than
 		// reporting an error, give it a moment to hang up, then close.
@@ -189,6 +198,10 @@ func (ss *session) serve(ctx context.Context) {
 		return
 	}
 	closeForward = started
+	ss.forwardUp.Store(true)
+	if ss.migrateWanted.Load() {
+		ss.sendMigrate()
+	}
 	if protocol == proto.TCP || protocol == proto.UDP {
 		n := &ss.srv.forwards[remote][protocol]
 		n.Add(1)
