@@ -588,14 +588,17 @@ func (s *Server) Started() time.Time { return s.started }
 
 // SessionInfo describes one authenticated session, for the status API.
 type SessionInfo struct {
-	Peer          string    `json:"peer"`
-	Method        string    `json:"method"`
-	Identity      string    `json:"identity,omitempty"`
-	Forward       string    `json:"forward"`
-	Since         time.Time `json:"since"`
-	Connections   int64     `json:"active_connections"`
-	BytesSent     uint64    `json:"bytes_sent"`
-	BytesReceived uint64    `json:"bytes_received"`
+	Peer     string `json:"peer"`
+	Method   string `json:"method"`
+	Identity string `json:"identity,omitempty"`
+	// KeyFingerprint is the X25519 client key's fingerprint, as the audit
+	// log and `quicport pubkey` users compare it.
+	KeyFingerprint string    `json:"key_fingerprint,omitempty"`
+	Forward        string    `json:"forward"`
+	Since          time.Time `json:"since"`
+	Connections    int64     `json:"active_connections"`
+	BytesSent      uint64    `json:"bytes_sent"`
+	BytesReceived  uint64    `json:"bytes_received"`
 }
 
 // Sessions returns the authenticated sessions.
@@ -605,10 +608,14 @@ func (s *Server) Sessions() []SessionInfo {
 	out := make([]SessionInfo, 0, len(s.sessList))
 	for ss := range s.sessList {
 		fwd, _ := ss.forward.Load().(string)
-		out = append(out, SessionInfo{
+		info := SessionInfo{
 			Peer: ss.remote, Method: ss.peer.Method.String(), Identity: ss.peer.Identity(), Forward: fwd,
 			Since: ss.since, Connections: ss.active.Load(), BytesSent: ss.bytesSent.Load(), BytesReceived: ss.bytesRcv.Load(),
-		})
+		}
+		if ss.peer.Method == auth.MethodX25519 {
+			info.KeyFingerprint = ss.peer.Key.Fingerprint()
+		}
+		out = append(out, info)
 	}
 	return out
 }
