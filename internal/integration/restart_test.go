@@ -36,7 +36,7 @@ func ctl(t *testing.T, env []string, args ...string) string {
 	return string(out)
 }
 
-// needRoot fails under CI (root) and skips elsewhere when BPF steering
+// needSteering fails under CI (root) and skips elsewhere when BPF steering
 // cannot be loaded.
 func needSteering(t *testing.T) {
 	t.Helper()
@@ -46,7 +46,7 @@ func needSteering(t *testing.T) {
 // running reports whether process pid exists.
 func running(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-// udpKeepsAnswering sends a datagram through addr every 20 ms until stop is
+// udpProbe sends a datagram through addr every 20 ms until stop is
 // closed and counts the replies; the returned function reports them.
 func udpProbe(t *testing.T, addr string) (stop func() (sent, answered int)) {
 	c, err := net.Dial("udp", addr)
