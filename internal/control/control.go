@@ -141,7 +141,11 @@ func Start(cfg Config) (*Plane, error) {
 	} else if _, err := p.spawn(); err != nil {
 		return nil, err
 	}
-	go dataplane.Serve(ctlLn, p.handle, p.log)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		dataplane.Serve(ctlLn, p.handle, p.log) // until release closes ctlLn
+	}()
 	ok = true
 	return p, nil
 }

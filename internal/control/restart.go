@@ -104,7 +104,7 @@ func (p *Plane) handle(req dataplane.Request) (dataplane.Response, []*os.File) {
 	case dataplane.OpDrainPID:
 		msg, err = p.DrainPID(req.PID)
 	case dataplane.OpShutdown:
-		go p.Shutdown()
+		p.Shutdown()
 		msg = "shutting down the server and its data planes"
 	default:
 		err = fmt.Errorf("unknown operation %q", req.Op)

@@ -141,17 +141,24 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.OnListening != nil {
 		opt.OnListening(srv)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.shutdown = cancel // before the IPC socket can ask for it
 	ln, err := Listen(SocketPath(opt.RuntimeDir, os.Getpid()))
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("data plane socket: %w", err)
 	}
-	defer ln.Close()
-	go Serve(ln, p.handle, opt.Log)
+	ipcDone := make(chan struct{})
+	go func() {
+		defer close(ipcDone)
+		Serve(ln, p.handle, opt.Log)
+	}()
+	defer func() {
+		ln.Close()
+		<-ipcDone
+	}()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p.shutdown = cancel
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := srv.Serve(ctx)
