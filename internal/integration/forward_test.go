@@ -66,7 +66,7 @@ func credentials(t *testing.T) []creds {
 	}
 }
 
-func mustAddr(t *testing.T, spec string) proto.Addr {
+func mustAddr(t testing.TB, spec string) proto.Addr {
 	t.Helper()
 	a, err := proto.ParseAddr(spec, true, true)
 	if err != nil {
