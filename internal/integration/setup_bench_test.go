@@ -54,4 +54,3 @@ func BenchmarkConnectionSetup(b *testing.B) {
 		})
 	}
 }
-
