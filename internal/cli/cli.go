@@ -110,13 +110,18 @@ keys, bound to the TLS session so a man in the middle learns nothing.`,
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "console", "log format: console or json (env QUICPORT_LOG_FORMAT)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error (env QUICPORT_LOG_LEVEL)")
-	root.PersistentFlags().StringVar(&a.cpuProf, "cpuprofile", "", "write a CPU profile to this file until exit (for go tool pprof)")
+	root.PersistentFlags().StringVar(&a.cpuProf, "cpuprofile", "", "write a CPU profile to this file until exit (for go tool pprof); a server's data planes write FILE.dp-PID")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if a.cpuProf == "" {
 			return nil
 		}
-		f, err := os.Create(a.cpuProf)
+		path := a.cpuProf
+		if a.launch != nil {
+			// Where the traffic is; the control plane has the file.
+			path = fmt.Sprintf("%s.dp-%d", path, os.Getpid())
+		}
+		f, err := os.Create(path)
 		if err != nil {
 			return fmt.Errorf("--cpuprofile: %w", err)
 		}
