@@ -21,6 +21,10 @@ import (
 // is a graceful restart.
 func (a *app) runControlPlane(ctx context.Context, cfg control.Config, apiListen string, noAPI bool, attrs []any) error {
 	log := cfg.Log
+	// Before anything starts: SIGHUP's default action would end the server.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	exe, err := executable()
 	if err != nil {
 		return err
@@ -43,9 +47,6 @@ func (a *app) runControlPlane(ctx context.Context, cfg control.Config, apiListen
 	log.Info("quicport server listening", attrs...)
 	notify("READY=1")
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopRun := context.WithCancel(gctx)
 	defer stopRun()
