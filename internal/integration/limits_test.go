@@ -119,6 +119,12 @@ func TestFloodOfBadHandshakes(t *testing.T) {
 	}
 	c.Stop()
 	wg.Wait()
+	// The unloaded baseline is sampled before and after the flood, so a
+	// machine busy with other tests at one of those moments does not
+	// decide the comparison.
+	for range 7 {
+		unloaded = append(unloaded, connectTime(t, cfg))
+	}
 
 	st := srv.Stats()
 	t.Logf("connect p50 unloaded %v, during the flood %v; %d failures authenticated, %d refused cheaply",
@@ -133,8 +139,8 @@ func TestFloodOfBadHandshakes(t *testing.T) {
 	if st.AuthFailed > 100 || st.SourcesRefused < 1500 {
 		t.Errorf("%d bad attempts authenticated and %d were refused before the handshake; want the budget to stop nearly all", st.AuthFailed, st.SourcesRefused)
 	}
-	if st.AuthSuccess != 15 {
-		t.Errorf("AuthSuccess = %d, want the 15 good sessions", st.AuthSuccess)
+	if st.AuthSuccess != 22 { // 14 unloaded, 7 loaded, one moving data
+		t.Errorf("AuthSuccess = %d, want the 22 good sessions", st.AuthSuccess)
 	}
 	// Memory and goroutines return to the baseline.
 	waitFor(t, func() bool { return runtime.NumGoroutine() <= goroutines+5 }, "goroutines to return to the baseline")
