@@ -36,6 +36,7 @@ func (a *app) serverCommand() *cobra.Command {
 		noAPI          bool
 		noBPF          bool
 		drainTimeout   = dataplane.DefaultDrainTimeout
+		adoptTimeout   = dataplane.DefaultAdoptTimeout
 		limits         = server.Config{
 			MaxUnauthenticated: server.DefaultMaxUnauthenticated,
 			AuthFailureBurst:   server.DefaultAuthFailureBurst,
@@ -167,7 +168,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 				// A data plane this server's control plane started.
 				return a.runDataPlane(cmd.Context(), cfg, dataplane.Options{
 					Conn: a.launch.conn, Control: a.launch.control, Launch: a.launch.msg, Steering: a.launch.steering,
-					RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log,
+					RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, AdoptTimeout: adoptTimeout, Log: log,
 				}, attrs)
 			}
 			return a.runControlPlane(cmd.Context(), control.Config{Listen: listen, Args: a.args, RuntimeDir: runDir, Audit: cfg.Audit, Log: log, NoBPF: noBPF},
@@ -191,6 +192,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	fs.StringVar(&apiListen, "api-listen", api.DefaultListen, "HTTP API address: /healthcheck, /metrics (Prometheus), /api/v1/status")
 	fs.BoolVar(&noAPI, "no-api", false, "do not start the HTTP API")
 	fs.BoolVar(&noBPF, "no-bpf", false, "do not steer packets with BPF; a graceful restart then closes sessions (clients reconnect)")
+	fs.Var(seconds{&adoptTimeout}, "adopt-timeout", "seconds data planes keep serving after the control plane stopped (SIGTERM), waiting for a new one to adopt them")
 	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
 	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
 	addQUICFlags(cmd, &keepAlive, &idleTimeout)

@@ -504,7 +504,7 @@ func (p *Plane) Stop(stopPlanes bool) {
 			}
 		}
 	} else if len(list) > 0 {
-		p.log.Info("control plane stopping; data planes keep serving and wait to be adopted by the next quicport server", "data_planes", len(list), "wait", dataplane.OrphanTimeout.String())
+		p.log.Info("control plane stopping; data planes keep serving and wait (--adopt-timeout) to be adopted by the next quicport server", "data_planes", len(list))
 	}
 	p.release()
 	for _, c := range list {

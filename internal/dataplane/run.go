@@ -26,10 +26,10 @@ import (
 // DefaultDrainTimeout bounds a drain: connections still open then are closed.
 const DefaultDrainTimeout = 300 * time.Second
 
-// OrphanTimeout is how long a supervised data plane whose control plane
-// exited keeps serving while it waits for a new control plane to adopt it
-// (a control plane restart or upgrade). Unadopted, it then shuts down.
-const OrphanTimeout = 60 * time.Second
+// DefaultAdoptTimeout is how long a supervised data plane whose control
+// plane exited keeps serving while it waits for a new control plane to adopt
+// it (a control plane restart or upgrade). Unadopted, it then shuts down.
+const DefaultAdoptTimeout = 60 * time.Second
 
 // Launch is what a control plane sends a data plane it starts, on the
 // inherited control channel (never in argv or the environment): its
@@ -82,6 +82,8 @@ type Options struct {
 	RuntimeDir   string
 	StateDir     string // the quicport state directory
 	DrainTimeout time.Duration
+	// AdoptTimeout: see DefaultAdoptTimeout (zero selects it).
+	AdoptTimeout time.Duration
 	Recorder     *metrics.Recorder
 	Log          *slog.Logger
 	// OnListening is called once the server's socket is open (may be nil).
@@ -115,6 +117,9 @@ func (p *plane) stateChanged() {
 func Run(ctx context.Context, opt Options) error {
 	if opt.DrainTimeout == 0 {
 		opt.DrainTimeout = DefaultDrainTimeout
+	}
+	if opt.AdoptTimeout == 0 {
+		opt.AdoptTimeout = DefaultAdoptTimeout
 	}
 	if opt.Recorder == nil {
 		opt.Recorder = &metrics.Recorder{}
@@ -186,7 +191,7 @@ func Run(ctx context.Context, opt Options) error {
 
 // supervised tells the control plane the data plane serves, then watches
 // the control channel: when the control plane goes away, the data plane
-// keeps serving for OrphanTimeout, waiting to be adopted.
+// keeps serving for the adopt timeout, waiting to be adopted.
 func (p *plane) supervised(ctx context.Context) {
 	ch := p.opt.Control
 	for !p.srv.Serving() {
@@ -218,12 +223,12 @@ func (p *plane) supervised(ctx context.Context) {
 	if p.draining.Load() {
 		return // a draining data plane ends by itself
 	}
-	p.opt.Log.Warn("control plane exited; serving on while waiting to be adopted by a new quicport server", "timeout", OrphanTimeout.String())
+	p.opt.Log.Warn("control plane exited; serving on while waiting to be adopted by a new quicport server", "timeout", p.opt.AdoptTimeout.String())
 	select {
 	case <-ctx.Done():
 	case <-p.adopted:
 		p.opt.Log.Info("adopted by a new control plane")
-	case <-time.After(OrphanTimeout):
+	case <-time.After(p.opt.AdoptTimeout):
 		p.opt.Log.Warn("no control plane adopted this data plane; shutting down")
 		p.shutdown()
 	}

@@ -405,3 +405,40 @@ func TestGracefulRestartWithoutBPF(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A control plane that stops (SIGTERM) and is not started again: its data
+// plane serves on for --adopt-timeout, then shuts down and tells its clients
+// (they reconnect rather than exit), and its state file goes away.
+func TestUnadoptedDataPlaneShutsDown(t *testing.T) {
+	env := restartEnv(t)
+	cp := testutil.StartProcess(t, quicportBin, env, "server", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--adopt-timeout", "2")
+	listen := cp.WaitLog("quicport server listening", 1, 30*time.Second)["listen"].(string)
+	dp := dpPID(cp, 1)
+	echo := testutil.EchoServer(t)
+	lpf := "127.0.0.1:" + testutil.Itoa(testutil.FreePort(t))
+	cl := testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host", "--reconnect-delay", "0.2", "-L", lpf, "-R", echo)
+	cl.WaitLog("forward established", 1, 20*time.Second)
+
+	cp.Signal(syscall.SIGTERM)
+	cp.Wait(20 * time.Second)
+	stopped := time.Now()
+	if err := testutil.EchoCheck(lpf, 1<<20, 1); err != nil {
+		t.Fatalf("the orphaned data plane does not serve: %v", err)
+	}
+	for running(dp) {
+		if time.Since(stopped) > 20*time.Second {
+			t.Fatalf("the unadopted data plane still runs %v after its control plane stopped (--adopt-timeout 2)", time.Since(stopped))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d := time.Since(stopped); d < 1500*time.Millisecond {
+		t.Errorf("the data plane stopped %v after its control plane, before its adopt timeout", d)
+	}
+	cl.WaitLog("server closed the session", 1, 10*time.Second)
+	if cl.Exited() {
+		t.Fatal("the client exited instead of reconnecting")
+	}
+	if status := ctl(t, env, "status"); !strings.Contains(status, "(none running)") {
+		t.Errorf("ctl status after the data plane exited:\n%s", status)
+	}
+}
