@@ -151,11 +151,18 @@ ctl says so and does nothing without --force.`,
 var errNoControlPlane = errors.New("no quicport server (control plane) is running")
 
 func (a *app) runtimeDir() (string, error) {
-	stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
-	if err != nil {
-		return "", err
+	_, dir, err := a.stateDirs()
+	return dir, err
+}
+
+// stateDirs returns the quicport state directory and the runtime directory
+// of the IPC sockets (created 0700 if missing).
+func (a *app) stateDirs() (state, runtime string, err error) {
+	if state, err = a.xdgDir("XDG_STATE_HOME", ".local/state"); err != nil {
+		return "", "", err
 	}
-	return dataplane.RuntimeDir(a.getenv, stateDir)
+	runtime, err = dataplane.RuntimeDir(a.getenv, state)
+	return state, runtime, err
 }
 
 // ctlCall sends req to the control plane and prints its answer.

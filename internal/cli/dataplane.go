@@ -73,11 +73,7 @@ every session (clients are told, and reconnect).`,
 			if err != nil {
 				return fmt.Errorf("server identity: %w", err)
 			}
-			stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
-			if err != nil {
-				return err
-			}
-			runDir, err := dataplane.RuntimeDir(a.getenv, stateDir)
+			stateDir, runDir, err := a.stateDirs()
 			if err != nil {
 				return err
 			}

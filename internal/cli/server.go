@@ -156,11 +156,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
-			stateDir, err := a.xdgDir("XDG_STATE_HOME", ".local/state")
-			if err != nil {
-				return err
-			}
-			runDir, err := dataplane.RuntimeDir(a.getenv, stateDir)
+			stateDir, runDir, err := a.stateDirs()
 			if err != nil {
 				return err
 			}

@@ -120,21 +120,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	})
 	rpfEntry, lpfEntry := entryOf(t, rpf, true), entryOf(t, lpf, false)
 
-	// Idle connections through both forwards, open across the restart.
-	var idle []net.Conn
-	for i := range 20 {
-		entry := lpfEntry
-		if i%2 == 1 {
-			entry = rpfEntry
-		}
-		c, err := net.Dial("tcp", entry)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		echoOnce(t, c, "before")
-		idle = append(idle, c)
-	}
+	idle := idleConns(t, 20, lpfEntry, rpfEntry)
 	stopProbe := prober(rpfEntry)
 	transfers := make(chan error, 2)
 	for i, entry := range []string{lpfEntry, rpfEntry} {
@@ -179,6 +165,24 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 			t.Fatalf("after the restart: %v", err)
 		}
 	}
+}
+
+// idleConns opens n connections through the entries in turn, checks each
+// echoes, and leaves them open (closed when the test ends): connections a
+// restart must keep.
+func idleConns(t *testing.T, n int, entries ...string) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.Dial("tcp", entries[i%len(entries)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		echoOnce(t, c, "before")
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 func echoOnce(t *testing.T, c net.Conn, msg string) {

@@ -123,20 +123,7 @@ func TestGracefulRestart(t *testing.T) {
 	udp := client("-L", "127.0.0.1:"+udpPort+"/udp", "-R", udpEcho.addr()+"/udp")
 	rpfEntry, lpfEntry := "127.0.0.1:"+rpfPort, "127.0.0.1:"+lpfPort
 
-	var idle []net.Conn
-	for i := range 20 {
-		entry := lpfEntry
-		if i%2 == 1 {
-			entry = rpfEntry
-		}
-		c, err := net.Dial("tcp", entry)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		echoOnce(t, c, "before")
-		idle = append(idle, c)
-	}
+	idle := idleConns(t, 20, lpfEntry, rpfEntry)
 	stopProbe := prober(rpfEntry)
 	stopUDP := udpProbe(t, "127.0.0.1:"+udpPort)
 	transfers := make(chan error, 2)

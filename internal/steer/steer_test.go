@@ -69,6 +69,19 @@ func echoPlane(t *testing.T, s *Steering, addr string, id uint8) (*quic.Listener
 	return ln, pc.LocalAddr().String()
 }
 
+// dial connects a QUIC client to addr, closed when the test ends.
+func dial(t *testing.T, addr string) *quic.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, addr, tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	return conn
+}
+
 // ask opens a stream on conn and returns the id of the plane that answered,
 // after checking the echo.
 func ask(t *testing.T, conn *quic.Conn) uint8 {
@@ -102,28 +115,18 @@ func TestSteeringByConnectionID(t *testing.T) {
 	_, addr := echoPlane(t, s, "127.0.0.1:0", 1)
 	echoPlane(t, s, addr, 2)
 
-	dial := func() *quic.Conn {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := quic.DialAddr(ctx, addr, tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.CloseWithError(0, "") })
-		return conn
-	}
 	var onOne, onTwo []*quic.Conn
 	if err := s.SetCurrent(1); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
-		onOne = append(onOne, dial())
+		onOne = append(onOne, dial(t, addr))
 	}
 	if err := s.SetCurrent(2); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
-		onTwo = append(onTwo, dial())
+		onTwo = append(onTwo, dial(t, addr))
 	}
 	for round := range 3 {
 		for i, c := range onOne {
@@ -169,17 +172,7 @@ func TestOpenTakesOverSteering(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close() // the old control plane is gone
-	dial := func() *quic.Conn {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := quic.DialAddr(ctx, addr, tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.CloseWithError(0, "") })
-		return conn
-	}
-	old := dial()
+	old := dial(t, addr)
 	s2, err := Open(files, s.Salt())
 	for _, f := range files {
 		f.Close()
@@ -192,7 +185,7 @@ func TestOpenTakesOverSteering(t *testing.T) {
 	if err := s2.SetCurrent(2); err != nil {
 		t.Fatal(err)
 	}
-	if got := ask(t, dial()); got != 2 {
+	if got := ask(t, dial(t, addr)); got != 2 {
 		t.Fatalf("a new connection went to plane %d, want the new current plane 2", got)
 	}
 	if got := ask(t, old); got != 1 {
