@@ -27,9 +27,9 @@ const DefaultListen = "0.0.0.0:39001"
 type Source interface {
 	// Serving reports whether a data plane accepts new connections.
 	Serving() bool
-	Stats() server.Stats
-	Sessions() []server.SessionInfo
-	DataPlanes() []DataPlane
+	// Status lists the data planes and their sessions, from one look at
+	// them.
+	Status() ([]DataPlane, []server.SessionInfo)
 }
 
 // DataPlane is one data plane in /api/v1/status.
@@ -67,9 +67,10 @@ func Listen(addr string, src Source, reg *prometheus.Registry, log *slog.Logger)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		planes, sessions := src.Status()
 		writeJSON(w, http.StatusOK, map[string]any{
-			"data_planes": src.DataPlanes(),
-			"sessions":    src.Sessions(),
+			"data_planes": planes,
+			"sessions":    sessions,
 		})
 	})
 	if log == nil {

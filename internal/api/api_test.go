@@ -23,13 +23,11 @@ type source struct {
 	planes  []DataPlane
 }
 
-func (s *source) Serving() bool                  { return s.serving.Load() }
-func (s *source) Stats() server.Stats            { return server.Stats{} }
-func (s *source) Sessions() []server.SessionInfo { return []server.SessionInfo{} }
-func (s *source) DataPlanes() []DataPlane {
+func (s *source) Serving() bool { return s.serving.Load() }
+func (s *source) Status() ([]DataPlane, []server.SessionInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.planes
+	return s.planes, []server.SessionInfo{}
 }
 
 // /healthcheck is 200 SERVING only while a data plane is ACTIVE, else 503

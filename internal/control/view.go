@@ -90,25 +90,36 @@ func addMap[K comparable](a, b map[K]uint64) map[K]uint64 {
 
 // The API's and metrics' view: sums over the data planes.
 
-// Stats sums the counters of every data plane, including exited ones.
-func (p *Plane) Stats() server.Stats {
+// Totals sums the data planes for /metrics: counters including those of
+// data planes that exited, states, handshake durations.
+func (p *Plane) Totals() metrics.Totals {
 	snaps := p.snapshots()
 	p.mu.Lock()
-	st := addStats(server.Stats{}, p.retired, true)
+	t := metrics.Totals{
+		Stats:      addStats(server.Stats{}, p.retired, true),
+		States:     map[string]int{},
+		Handshakes: metrics.Histogram{}.Add(p.hsRet),
+	}
+	for _, c := range p.planes {
+		t.States[c.state]++
+	}
 	p.mu.Unlock()
 	for _, s := range snaps {
-		st = addStats(st, s.Stats, false)
+		t.Stats = addStats(t.Stats, s.Stats, false)
+		t.Handshakes = t.Handshakes.Add(s.Handshakes)
 	}
-	return st
+	return t
 }
 
-// Sessions lists the sessions of every data plane.
-func (p *Plane) Sessions() []server.SessionInfo {
-	out := []server.SessionInfo{}
+// Status lists the data planes and their sessions for /api/v1/status.
+func (p *Plane) Status() ([]api.DataPlane, []server.SessionInfo) {
+	planes, sessions := []api.DataPlane{}, []server.SessionInfo{}
 	for _, s := range p.snapshots() {
-		out = append(out, s.Sessions...)
+		planes = append(planes, api.DataPlane{PID: s.Info.PID, ID: int(s.Info.ID), State: s.Info.State, StartedAt: s.Info.StartedAt / 1e9,
+			ActiveConnections: s.Stats.ConnectionsActive, Sessions: s.Stats.SessionsActive, BytesSent: s.Stats.BytesSent, BytesReceived: s.Stats.BytesRecv})
+		sessions = append(sessions, s.Sessions...)
 	}
-	return out
+	return planes, sessions
 }
 
 // Serving reports whether a data plane is ACTIVE.
@@ -116,36 +127,3 @@ func (p *Plane) Serving() bool { return p.newestActive() != nil }
 
 // Started returns when the control plane started.
 func (p *Plane) Started() time.Time { return p.started }
-
-// DataPlaneStates counts the data planes by state.
-func (p *Plane) DataPlaneStates() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := map[string]int{}
-	for _, c := range p.planes {
-		m[c.state]++
-	}
-	return m
-}
-
-// Handshakes sums the handshake histograms.
-func (p *Plane) Handshakes() metrics.Histogram {
-	snaps := p.snapshots()
-	p.mu.Lock()
-	h := metrics.Histogram{}.Add(p.hsRet)
-	p.mu.Unlock()
-	for _, s := range snaps {
-		h = h.Add(s.Handshakes)
-	}
-	return h
-}
-
-// DataPlanes lists the data planes for /api/v1/status.
-func (p *Plane) DataPlanes() []api.DataPlane {
-	out := []api.DataPlane{}
-	for _, s := range p.snapshots() {
-		out = append(out, api.DataPlane{PID: s.Info.PID, ID: int(s.Info.ID), State: s.Info.State, StartedAt: s.Info.StartedAt / 1e9,
-			ActiveConnections: s.Stats.ConnectionsActive, Sessions: s.Stats.SessionsActive, BytesSent: s.Stats.BytesSent, BytesReceived: s.Stats.BytesRecv})
-	}
-	return out
-}

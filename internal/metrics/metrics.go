@@ -15,15 +15,22 @@ import (
 )
 
 // Source is what the collector reads: the control plane's sum over its data
-// planes (or one in-process server, see Local).
+// planes.
 type Source interface {
-	// Stats are the counters, summed over data planes, including those
-	// that have exited, so counters never go back.
-	Stats() server.Stats
 	Started() time.Time
-	// DataPlaneStates counts data planes by state (ACTIVE, DRAINING, ...).
-	DataPlaneStates() map[string]int
-	Handshakes() Histogram
+	// Totals is called once per scrape, so every value of a scrape comes
+	// from one look at the data planes.
+	Totals() Totals
+}
+
+// Totals are the data planes' numbers, summed.
+type Totals struct {
+	// Stats are the counters, including those of data planes that have
+	// exited, so counters never go back.
+	Stats server.Stats
+	// States counts data planes by state (ACTIVE, DRAINING, ...).
+	States     map[string]int
+	Handshakes Histogram
 }
 
 // States are the data plane states, in the order metrics list them.
@@ -72,7 +79,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.src.Stats()
+	t := c.src.Totals()
+	st := t.Stats
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
@@ -96,7 +104,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(refusedSrc, st.SourcesRefused)
 	counter(refusedConn, st.ConnectionsRefused)
 	gauge(authing, float64(st.Authenticating))
-	states := c.src.DataPlaneStates()
+	states := t.States
 	for _, s := range States {
 		ch <- prometheus.MustNewConstMetric(serving, prometheus.GaugeValue, float64(states[s]), s)
 	}
@@ -105,7 +113,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(forwards, prometheus.GaugeValue, float64(st.ForwardsActive[kind+"/"+protocol]), kind, protocol)
 		}
 	}
-	h := c.src.Handshakes()
+	h := t.Handshakes
 	buckets := make(map[float64]uint64, len(HandshakeBuckets))
 	for i, b := range HandshakeBuckets {
 		if i < len(h.Buckets) {
