@@ -15,7 +15,6 @@ package control
 
 import (
 	"bufio"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,7 +153,6 @@ func Start(cfg Config) (*Plane, error) {
 type orphan struct {
 	path string
 	info dataplane.Info
-	salt steer.Salt
 }
 
 // findOrphans lists the supervised data planes on our address in the
@@ -180,16 +178,10 @@ func (p *Plane) findOrphans() []orphan {
 		if got, err := net.ResolveUDPAddr("udp", in.Listen); err != nil || got.Port != want.Port || !got.IP.Equal(want.IP) {
 			continue
 		}
-		raw, err := hex.DecodeString(in.Salt)
-		if err != nil || len(raw) != len(steer.Salt{}) {
+		if len(out) > 0 && in.Salt != out[0].info.Salt {
 			continue
 		}
-		var s steer.Salt
-		copy(s[:], raw)
-		if len(out) > 0 && s != out[0].salt {
-			continue
-		}
-		out = append(out, orphan{path: path, info: *in, salt: s})
+		out = append(out, orphan{path: path, info: *in})
 	}
 	return out
 }
@@ -206,7 +198,7 @@ func (p *Plane) adoptAll(orphans []orphan) error {
 			f.Close()
 		}
 	}()
-	p.salt = orphans[0].salt
+	p.salt = orphans[0].info.Salt
 	if p.steer, err = steer.Open(files, p.salt); err != nil {
 		return err
 	}
@@ -348,7 +340,7 @@ func (p *Plane) spawn() (*child, error) {
 	p.mu.Lock()
 	p.planes[c.pid] = c
 	p.mu.Unlock()
-	launch, _ := json.Marshal(dataplane.Launch{ID: id, Salt: hex.EncodeToString(p.salt[:]), Args: p.cfg.Args})
+	launch, _ := json.Marshal(dataplane.Launch{ID: id, Salt: p.salt, Args: p.cfg.Args})
 	_ = ctl.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, _ = ctl.Write(append(launch, '\n'))
 	ready := make(chan struct{})

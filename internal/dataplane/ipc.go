@@ -18,6 +18,7 @@ import (
 
 	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/server"
+	"github.com/quicport/quicport/internal/steer"
 )
 
 // IPC is one JSON request and one JSON response per connection over a unix
@@ -61,13 +62,13 @@ type Response struct {
 
 // Info identifies a running data plane.
 type Info struct {
-	PID        int    `json:"pid"`
-	ID         uint8  `json:"id"`   // steering id (supervised data planes)
-	Salt       string `json:"salt"` // steering salt, hex
-	Supervised bool   `json:"supervised"`
-	State      string `json:"state"`
-	Listen     string `json:"listen"`
-	StartedAt  int64  `json:"started_at"` // unix nanoseconds
+	PID        int        `json:"pid"`
+	ID         uint8      `json:"id"`   // steering id (supervised data planes)
+	Salt       steer.Salt `json:"salt"` // steering salt, hex
+	Supervised bool       `json:"supervised"`
+	State      string     `json:"state"`
+	Listen     string     `json:"listen"`
+	StartedAt  int64      `json:"started_at"` // unix nanoseconds
 	// Steered is set in the control plane's answer when BPF steering
 	// keeps connections across a graceful restart.
 	Steered bool `json:"steered,omitempty"`

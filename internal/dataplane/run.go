@@ -3,7 +3,6 @@ package dataplane
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,9 +35,9 @@ const DefaultAdoptTimeout = 60 * time.Second
 // steering id and salt, and the control plane's own command line, which the
 // data plane parses into the very same server configuration.
 type Launch struct {
-	ID   uint8    `json:"id"`
-	Salt string   `json:"salt"`
-	Args []string `json:"args"`
+	ID   uint8      `json:"id"`
+	Salt steer.Salt `json:"salt"`
+	Args []string   `json:"args"`
 }
 
 // Event is what a supervised data plane tells its control plane on the
@@ -128,14 +127,8 @@ func Run(ctx context.Context, opt Options) error {
 	cfg := opt.Server
 	cfg.ObserveHandshake = opt.Recorder.Observe
 	if opt.Conn != nil {
-		salt, err := hex.DecodeString(opt.Launch.Salt)
-		if err != nil || len(salt) != len(steer.Salt{}) {
-			return fmt.Errorf("launch message: bad salt %q", opt.Launch.Salt)
-		}
-		var s steer.Salt
-		copy(s[:], salt)
 		cfg.PacketConn = opt.Conn
-		cfg.ConnectionIDs = steer.CIDGenerator{ID: opt.Launch.ID, Salt: s}
+		cfg.ConnectionIDs = steer.CIDGenerator{ID: opt.Launch.ID, Salt: opt.Launch.Salt}
 	}
 	cfg.TakeOver = p.takeOver
 	srv, err := server.Listen(cfg)

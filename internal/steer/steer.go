@@ -17,6 +17,7 @@ package steer
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,19 @@ const MaxID = 255
 
 // Salt marks connection IDs as issued by one server's data planes.
 type Salt [3]byte
+
+// MarshalText encodes the salt in hex, for the control plane's messages.
+func (s Salt) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(s[:])), nil }
+
+// UnmarshalText decodes a hex salt of exactly len(Salt) bytes.
+func (s *Salt) UnmarshalText(b []byte) error {
+	raw, err := hex.DecodeString(string(b))
+	if err != nil || len(raw) != len(s) {
+		return fmt.Errorf("steering salt %q: want %d bytes in hex", b, len(s))
+	}
+	copy(s[:], raw)
+	return nil
+}
 
 // NewSalt returns a random salt.
 func NewSalt() Salt {

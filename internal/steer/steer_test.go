@@ -192,3 +192,17 @@ func TestOpenTakesOverSteering(t *testing.T) {
 		t.Fatalf("an established connection moved to plane %d", got)
 	}
 }
+
+func TestSaltText(t *testing.T) {
+	s := Salt{0xab, 0x01, 0xff}
+	b, _ := s.MarshalText()
+	var got Salt
+	if err := got.UnmarshalText(b); err != nil || got != s || string(b) != "ab01ff" {
+		t.Fatalf("%q -> %x, %v", b, got, err)
+	}
+	for _, bad := range []string{"", "ab01", "ab01ff00", "zz01ff"} {
+		if err := got.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("salt %q accepted", bad)
+		}
+	}
+}
