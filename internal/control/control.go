@@ -343,15 +343,22 @@ func (p *Plane) spawn() (*child, error) {
 	launch, _ := json.Marshal(dataplane.Launch{ID: id, Salt: p.salt, Args: p.cfg.Args})
 	_ = ctl.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, _ = ctl.Write(append(launch, '\n'))
-	ready := make(chan struct{})
+	ready, events := make(chan struct{}), make(chan struct{})
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
+		defer close(events)
 		p.readEvents(c, ready)
 	}()
 	go func() {
 		defer p.wg.Done()
 		err := cmd.Wait()
+		// Its last words (the final snapshot) come before EOF on the
+		// channel: read them, so its counters are the final ones.
+		select {
+		case <-events:
+		case <-time.After(time.Second):
+		}
 		p.exited(c, err)
 	}()
 	select {
