@@ -307,7 +307,7 @@ func TestWireGuardKeyCompatibility(t *testing.T) {
 			}
 			return out.String()
 		}
-		cmd := exec.Command(name, args...)
+		cmd := testutil.Command(t, time.Minute, name, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("%s %v: %v: %s", name, args, err, errb.String())

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -147,7 +146,7 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 
 	// promtool agrees the exposition is well formed.
 	promtool := need(t, "promtool", "prometheus")
-	cmd := exec.Command(promtool, "check", "metrics")
+	cmd := testutil.Command(t, time.Minute, promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,7 +32,7 @@ type pki struct {
 
 func (p pki) run(args ...string) {
 	p.t.Helper()
-	cmd := exec.Command(p.bin, args...)
+	cmd := testutil.Command(p.t, time.Minute, p.bin, args...)
 	cmd.Dir = p.dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		p.t.Fatalf("openssl %v: %v\n%s", args, err, out)

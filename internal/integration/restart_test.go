@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -27,7 +26,7 @@ func restartEnv(t *testing.T) []string {
 // when ctl fails.
 func ctl(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(quicportBin, append([]string{"ctl"}, args...)...)
+	cmd := testutil.Command(t, time.Minute, quicportBin, append([]string{"ctl"}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -258,7 +257,7 @@ func TestControlPlaneRestart(t *testing.T) {
 // ctlFails runs quicport ctl, expects it to fail, and returns its output.
 func ctlFails(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(quicportBin, append([]string{"ctl"}, args...)...)
+	cmd := testutil.Command(t, time.Minute, quicportBin, append([]string{"ctl"}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	out, err := cmd.CombinedOutput()
 	if err == nil {

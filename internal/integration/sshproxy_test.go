@@ -46,7 +46,7 @@ func sshd(t *testing.T) (port int, userKey string) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o700)
 	for _, k := range []string{"host", "user"} {
-		out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput()
+		out, err := testutil.Command(t, time.Minute, keygen, "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput()
 		if err != nil {
 			t.Fatalf("ssh-keygen: %v: %s", err, out)
 		}
@@ -157,7 +157,7 @@ func TestSSHProxyWithOpenSSH(t *testing.T) {
 	}
 	run := func(name string, args ...string) string {
 		t.Helper()
-		cmd := exec.Command(name, args...)
+		cmd := testutil.Command(t, 3*time.Minute, name, args...)
 		cmd.Env = append(os.Environ(), env...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -204,7 +204,7 @@ func TestSSHProxyExitCodes(t *testing.T) {
 
 	// stdin closes: the echo server sees EOF, echoes everything, and the
 	// proxy exits 0 with the bytes on stdout.
-	cmd := exec.Command(quicportBin, "ssh-proxy", "--server", listen, "--psk-file", psk, "--accept-new-host", "-R", echo)
+	cmd := testutil.Command(t, 2*time.Minute, quicportBin, "ssh-proxy", "--server", listen, "--psk-file", psk, "--accept-new-host", "-R", echo)
 	cmd.Env = append(os.Environ(), env...)
 	payload := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
 	cmd.Stdin = strings.NewReader(payload)
@@ -221,7 +221,7 @@ func TestSSHProxyExitCodes(t *testing.T) {
 	}
 
 	// The tunnel dies (server killed) while stdin is open: exit non-zero.
-	cmd = exec.Command(quicportBin, "ssh-proxy", "--server", listen, "--psk-file", psk, "-R", echo, "--quic-idle-timeout", "2")
+	cmd = testutil.Command(t, 2*time.Minute, quicportBin, "ssh-proxy", "--server", listen, "--psk-file", psk, "-R", echo, "--quic-idle-timeout", "2")
 	cmd.Env = append(os.Environ(), env...)
 	stdinW, err := cmd.StdinPipe() // an OS pipe: Wait does not wait on a copy
 	if err != nil {

@@ -2,10 +2,12 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/quicport/quicport/internal/testutil"
 )
 
 // contrib/systemd/quicport.service is a unit systemd accepts: systemd's
@@ -26,7 +28,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "quicport.service")
 	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/quicport", quicportBin)), 0o644)
-	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	out, err := testutil.Command(t, time.Minute, analyze, "verify", path).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}

@@ -3,6 +3,7 @@ package testutil
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -241,3 +242,24 @@ func FreePort(t testing.TB) int {
 
 // Itoa is strconv.Itoa, for building argv.
 func Itoa(i int) string { return strconv.Itoa(i) }
+
+// Command is exec.Command for a short-lived program a test runs to the
+// end (ssh, openssl, quicport ctl, ...), bounded by timeout: past it the
+// test says so and the program is killed with its whole process group (an
+// ssh's ProxyCommand too), and Wait stops waiting on output pipes that a
+// leftover grandchild keeps open. A hung peer fails its test instead of
+// the package's time limit.
+func Command(t testing.TB, timeout time.Duration, name string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		if ctx.Err() == context.DeadlineExceeded {
+			t.Logf("%s %v did not finish within %v; killing it", filepath.Base(name), args, timeout)
+		}
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
