@@ -146,39 +146,34 @@ func Open(files []*os.File, salt Salt) (*Steering, error) {
 	if len(files) != 3 {
 		return nil, fmt.Errorf("want 3 steering descriptors, got %d", len(files))
 	}
-	var fds []int
-	for _, f := range files {
-		d, err := unix.Dup(int(f.Fd()))
-		if err != nil {
-			for _, d := range fds {
-				unix.Close(d)
-			}
-			return nil, err
-		}
-		fds = append(fds, d)
-	}
-	prog, err := ebpf.NewProgramFromFD(fds[0])
+	prog, err := openDup(files[0], ebpf.NewProgramFromFD)
 	if err != nil {
-		unix.Close(fds[0])
-		unix.Close(fds[1])
-		unix.Close(fds[2])
 		return nil, fmt.Errorf("steering program: %w", err)
 	}
-	sockets, err := ebpf.NewMapFromFD(fds[1])
+	sockets, err := openDup(files[1], ebpf.NewMapFromFD)
 	if err != nil {
 		prog.Close()
-		unix.Close(fds[1])
-		unix.Close(fds[2])
 		return nil, fmt.Errorf("steering socket map: %w", err)
 	}
-	current, err := ebpf.NewMapFromFD(fds[2])
+	current, err := openDup(files[2], ebpf.NewMapFromFD)
 	if err != nil {
 		prog.Close()
 		sockets.Close()
-		unix.Close(fds[2])
 		return nil, fmt.Errorf("steering map: %w", err)
 	}
 	return &Steering{salt: salt, prog: prog, sockets: sockets, current: current}, nil
+}
+
+// openDup hands a duplicate of f's descriptor to open (a cilium/ebpf
+// NewXFromFD), which owns it from then on and closes it if it fails; f
+// stays the caller's.
+func openDup[T any](f *os.File, open func(int) (T, error)) (T, error) {
+	d, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return open(d)
 }
 
 // Salt returns the salt the program recognizes.
