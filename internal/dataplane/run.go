@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/proto"
@@ -300,16 +299,9 @@ func (p *plane) handle(req Request) (Response, []*os.File) {
 		if len(p.opt.Steering) == 0 {
 			return Response{Error: "this data plane holds no steering program (standalone, or its server runs without BPF)"}, nil
 		}
-		var dups []*os.File
-		for _, f := range p.opt.Steering {
-			fd, err := unix.Dup(int(f.Fd()))
-			if err != nil {
-				for _, d := range dups {
-					d.Close()
-				}
-				return Response{Error: err.Error()}, nil
-			}
-			dups = append(dups, os.NewFile(uintptr(fd), f.Name()))
+		dups, err := steer.DupFiles(p.opt.Steering)
+		if err != nil {
+			return Response{Error: err.Error()}, nil
 		}
 		return Response{}, dups
 	case OpTakeOver:

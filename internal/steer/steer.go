@@ -124,16 +124,30 @@ func New(salt Salt) (*Steering, error) {
 // order Open takes them: to hand to data planes, which keep them so that a
 // restarted control plane can take over the same program and maps.
 func (s *Steering) Files() ([]*os.File, error) {
+	return dup(s.prog.FD(), s.sockets.FD(), s.current.FD())
+}
+
+// DupFiles duplicates steering descriptors (from Files) so that they can be
+// handed on while the caller keeps its own.
+func DupFiles(files []*os.File) ([]*os.File, error) {
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	return dup(fds...)
+}
+
+// dup duplicates fds (close-on-exec) as files; all or none.
+func dup(fds ...int) ([]*os.File, error) {
 	var out []*os.File
-	for _, fd := range []int{s.prog.FD(), s.sockets.FD(), s.current.FD()} {
-		d, err := unix.Dup(fd)
+	for _, fd := range fds {
+		d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			for _, f := range out {
 				f.Close()
 			}
 			return nil, err
 		}
-		unix.CloseOnExec(d)
 		out = append(out, os.NewFile(uintptr(d), "steering"))
 	}
 	return out, nil
