@@ -299,12 +299,10 @@ func (p *Plane) spawn() (*child, error) {
 		return nil, err
 	}
 	defer sockFile.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	unix.CloseOnExec(fds[0])
-	unix.CloseOnExec(fds[1])
 	ours, theirs := os.NewFile(uintptr(fds[0]), "control"), os.NewFile(uintptr(fds[1]), "control")
 	defer theirs.Close()
 	ctl, err := net.FileConn(ours)
@@ -434,11 +432,11 @@ func (p *Plane) exited(c *child, waitErr error) {
 	go func() {
 		defer p.wg.Done()
 		for delay := time.Second; !p.isClosing(); delay = min(2*delay, 30*time.Second) {
-			if _, err := p.spawnLocked(); err == nil {
+			_, err := p.spawnLocked()
+			if err == nil {
 				return
-			} else {
-				p.log.Error("could not start a data plane; retrying", "in", delay.String(), "err", err)
 			}
+			p.log.Error("could not start a data plane; retrying", "in", delay.String(), "err", err)
 			time.Sleep(delay)
 		}
 	}()
@@ -452,6 +450,17 @@ func (p *Plane) spawnLocked() (*child, error) {
 		return nil, errors.New("closing")
 	}
 	return p.spawn()
+}
+
+// children lists the data planes.
+func (p *Plane) children() []*child {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := make([]*child, 0, len(p.planes))
+	for _, c := range p.planes {
+		list = append(list, c)
+	}
+	return list
 }
 
 func (p *Plane) newestActive() *child {
@@ -485,11 +494,8 @@ func (p *Plane) Shutdown() { p.shutdownOnce.Do(func() { close(p.shutdownC) }) }
 func (p *Plane) Stop(stopPlanes bool) {
 	p.mu.Lock()
 	p.closing = true
-	list := make([]*child, 0, len(p.planes))
-	for _, c := range p.planes {
-		list = append(list, c)
-	}
 	p.mu.Unlock()
+	list := p.children()
 	if stopPlanes {
 		for _, c := range list {
 			p.call(c, dataplane.OpShutdown)

@@ -17,12 +17,7 @@ import (
 // snapshots asks every data plane for its snapshot (concurrently, bounded
 // in time) and remembers them for the counters of ones that exit.
 func (p *Plane) snapshots() []dataplane.Snapshot {
-	p.mu.Lock()
-	list := make([]*child, 0, len(p.planes))
-	for _, c := range p.planes {
-		list = append(list, c)
-	}
-	p.mu.Unlock()
+	list := p.children()
 	out := make([]dataplane.Snapshot, len(list))
 	var wg sync.WaitGroup
 	for i, c := range list {
