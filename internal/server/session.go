@@ -325,6 +325,24 @@ func (ss *session) listenTCP(port uint16) (*net.TCPListener, error) {
 	return fl.(*net.TCPListener), nil
 }
 
+// listenUDP is listenTCP for a UDP remote forward.
+func (ss *session) listenUDP(port uint16) (*net.UDPConn, error) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(port)})
+	if err == nil {
+		return pc, nil
+	}
+	f := ss.takeOver(port, proto.UDP, err)
+	if f == nil {
+		return nil, err
+	}
+	defer f.Close()
+	c, ferr := net.FilePacketConn(f)
+	if ferr != nil {
+		return nil, fmt.Errorf("%w (and the handed-over socket: %v)", err, ferr)
+	}
+	return c.(*net.UDPConn), nil
+}
+
 // takeOver asks for port's socket when opening it failed because it is in
 // use. It returns nil when nobody hands one over.
 func (ss *session) takeOver(port uint16, protocol proto.Protocol, err error) *os.File {
@@ -375,20 +393,10 @@ func (ss *session) remoteCloser(log *slog.Logger, addr net.Addr, stop func()) fu
 // startRemoteUDP opens the requested UDP port: each source address becomes
 // a flow on its own stream.
 func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req proto.RemoteForwardRequest) func() {
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(req.Port)})
+	pc, err := ss.listenUDP(req.Port)
 	if err != nil {
-		f := ss.takeOver(req.Port, proto.UDP, err)
-		if f == nil {
-			ss.refuseListen(ctx, log, req.Port, err)
-			return nil
-		}
-		c, ferr := net.FilePacketConn(f)
-		f.Close()
-		if ferr != nil {
-			ss.refuseListen(ctx, log, req.Port, err)
-			return nil
-		}
-		pc = c.(*net.UDPConn)
+		ss.refuseListen(ctx, log, req.Port, err)
+		return nil
 	}
 	log = ss.remoteOpened(ctx, log, pc.LocalAddr(), req)
 	ul := &tunnel.UDPListener{
