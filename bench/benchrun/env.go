@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,14 +92,18 @@ func stop(c *exec.Cmd) {
 	}
 }
 
-func (e *env) quicportEnv() []string {
-	return append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(e.dir, "config"), "XDG_DATA_HOME="+filepath.Join(e.dir, "data"),
-		"XDG_STATE_HOME="+filepath.Join(e.dir, "state"), "QUICPORT_RUNTIME_DIR="+filepath.Join(e.dir, "run"))
+func (e *env) quicportEnv() []string { return quicportEnvIn(e.dir) }
+
+// quicportEnvIn gives quicport its configuration, state and runtime
+// directories under dir.
+func quicportEnvIn(dir string) []string {
+	return append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"),
+		"XDG_STATE_HOME="+filepath.Join(dir, "state"), "QUICPORT_RUNTIME_DIR="+filepath.Join(dir, "run"))
 }
 
 // start runs a long-lived helper process owned by the env.
-func (e *env) start(name string, args ...string) (*exec.Cmd, error) {
-	cmd := helper(name, args...)
+func (e *env) start(args ...string) (*exec.Cmd, error) {
+	cmd := helper(args[0], args[1:]...)
 	cmd.Env = e.quicportEnv()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -141,10 +146,10 @@ func (e *env) runQuicport(args ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// quicportClient starts a PSK client of the bench's server with forward
-// arguments (-L/-R or -r/-l).
-func (e *env) quicportClient(forward ...string) (*exec.Cmd, error) {
-	return e.runQuicport(append([]string{"client", "-s", e.qpServer, "--psk-file", e.psk, "--accept-new-host"}, forward...)...)
+// quicportClient starts a PSK client of the quicport server at server with
+// forward arguments (-L/-R or -r/-l).
+func (e *env) quicportClient(server string, forward ...string) (*exec.Cmd, error) {
+	return e.runQuicport(append([]string{"client", "-s", server, "--psk-file", e.psk, "--accept-new-host"}, forward...)...)
 }
 
 func (e *env) startQuicportServer() error {
@@ -175,7 +180,9 @@ func (e *env) startQuicportServer() error {
 	return nil
 }
 
-func (e *env) quicportPath(name string, remote bool) *path {
+// quicportPath tunnels through the quicport server at server (the bench's
+// own unless the loss scenario's).
+func (e *env) quicportPath(name, server string, remote bool) *path {
 	p := &path{name: name}
 	p.setup = func(dest string) (string, error) {
 		port := freePort()
@@ -184,7 +191,7 @@ func (e *env) quicportPath(name string, remote bool) *path {
 		if remote {
 			forward = []string{"-r", strconv.Itoa(port), "-l", dest}
 		}
-		cmd, err := e.quicportClient(forward...)
+		cmd, err := e.quicportClient(server, forward...)
 		if err != nil {
 			return "", err
 		}
@@ -194,12 +201,22 @@ func (e *env) quicportPath(name string, remote bool) *path {
 	return p
 }
 
-func (e *env) rawQUIC() *path {
+// rawQUIC runs the bare quic-go forwarder; its server listens on ip:port and
+// runs with prefix (a command that runs it in another network namespace).
+// Port 0 picks a free one on loopback.
+func (e *env) rawQUIC(prefix []string, ip string, port int) *path {
 	p := &path{name: "raw quic-go"}
 	p.setup = func(dest string) (string, error) {
-		qaddr := fmt.Sprintf("127.0.0.1:%d", freePort())
+		qport := port
+		if qport == 0 {
+			qport = freePort()
+		} else {
+			port++ // the next setup's server
+		}
+		qaddr := net.JoinHostPort(ip, strconv.Itoa(qport))
 		entry := fmt.Sprintf("127.0.0.1:%d", freePort())
-		srv := helper(e.rawquic, "server", "-quic", qaddr, "-dest", dest)
+		argv := slices.Concat(prefix, []string{e.rawquic, "server", "-quic", qaddr, "-dest", dest})
+		srv := helper(argv[0], argv[1:]...)
 		if err := srv.Start(); err != nil {
 			return "", err
 		}
@@ -217,10 +234,6 @@ func (e *env) rawQUIC() *path {
 
 // startSSHD starts a throwaway OpenSSH server on loopback for the ssh rows.
 func (e *env) startSSHD() error {
-	sshd := "/usr/sbin/sshd"
-	if p, err := exec.LookPath("sshd"); err == nil {
-		sshd = p
-	}
 	dir := filepath.Join(e.dir, "ssh")
 	os.MkdirAll(dir, 0o700)
 	for _, k := range []string{"host", "user"} {
@@ -233,34 +246,53 @@ func (e *env) startSSHD() error {
 	if os.Geteuid() == 0 {
 		os.MkdirAll("/run/sshd", 0o755)
 	}
-	e.sshPort = freePort()
-	cfg := fmt.Sprintf("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile %s\nAuthorizedKeysFile %s\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\nLogLevel ERROR\n",
-		e.sshPort, filepath.Join(dir, "host"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"))
-	cfgPath := filepath.Join(dir, "sshd_config")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	if _, err := e.start(sshd, "-D", "-e", "-f", cfgPath); err != nil {
-		return fmt.Errorf("sshd: %w", err)
-	}
 	e.sshKey = filepath.Join(dir, "user")
 	u, err := user.Current()
 	if err != nil {
 		return err
 	}
 	e.sshUser = u.Username
-	return waitTCP(fmt.Sprintf("127.0.0.1:%d", e.sshPort))
+	e.sshPort = freePort()
+	cmd, err := e.runSSHD(nil, "127.0.0.1", e.sshPort)
+	if cmd != nil {
+		e.procs = append(e.procs, cmd)
+	}
+	return err
 }
 
-func (e *env) ssh(name, flag, cipher string) *path {
+// runSSHD starts sshd on ip:port with the keys startSSHD made; prefix is a
+// command that runs it in another network namespace. The caller owns the
+// process.
+func (e *env) runSSHD(prefix []string, ip string, port int) (*exec.Cmd, error) {
+	sshd := "/usr/sbin/sshd"
+	if p, err := exec.LookPath("sshd"); err == nil {
+		sshd = p
+	}
+	dir := filepath.Join(e.dir, "ssh")
+	cfg := fmt.Sprintf("Port %d\nListenAddress %s\nHostKey %s\nPidFile %s\nAuthorizedKeysFile %s\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\nLogLevel ERROR\n",
+		port, ip, filepath.Join(dir, "host"), filepath.Join(dir, fmt.Sprintf("sshd-%s-%d.pid", ip, port)), filepath.Join(dir, "authorized_keys"))
+	cfgPath := filepath.Join(dir, fmt.Sprintf("sshd_config-%s-%d", ip, port))
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	argv := slices.Concat(prefix, []string{sshd, "-D", "-e", "-f", cfgPath})
+	cmd := helper(argv[0], argv[1:]...)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
+	}
+	return cmd, waitTCP(net.JoinHostPort(ip, strconv.Itoa(port)))
+}
+
+// ssh forwards with OpenSSH through the sshd at host:port.
+func (e *env) ssh(name, flag, cipher, host string, port int) *path {
 	p := &path{name: name}
 	p.setup = func(dest string) (string, error) {
-		port := freePort()
-		entry := fmt.Sprintf("127.0.0.1:%d", port)
+		entryPort := freePort()
+		entry := fmt.Sprintf("127.0.0.1:%d", entryPort)
 		args := []string{"-N", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-			"-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes", "-i", e.sshKey, "-p", strconv.Itoa(e.sshPort)}
+			"-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes", "-i", e.sshKey, "-p", strconv.Itoa(port)}
 		if cipher != "" {
 			args = append(args, "-c", cipher)
 		}
-		args = append(args, flag, fmt.Sprintf("127.0.0.1:%d:%s", port, dest), e.sshUser+"@127.0.0.1")
+		args = append(args, flag, fmt.Sprintf("127.0.0.1:%d:%s", entryPort, dest), e.sshUser+"@"+host)
 		cmd := helper("ssh", args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {

@@ -28,6 +28,7 @@ type options struct {
 	setups   int
 	scale    int
 	sessions int
+	loss     float64
 	udpRates []string
 	out      string
 	only     map[string]bool
@@ -36,13 +37,14 @@ type options struct {
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "smallest configuration (seconds): proves the harness works, measures nothing useful")
-	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,scale,udp,slow (default all)")
+	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,loss,slow,udp,scale (default all)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per measurement; the table shows medians")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each throughput run")
 	flag.IntVar(&o.pings, "pings", 2000, "ping-pongs per latency run")
 	flag.IntVar(&o.setups, "setups", 1000, "sequential connections per setup run")
 	flag.IntVar(&o.scale, "scale", 10000, "concurrent idle connections in the scale scenario")
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
+	flag.Float64Var(&o.loss, "loss", 1, "percent of each tunnel's packets dropped in the loss scenario (needs root and nft)")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
 	serveEcho := flag.String("serve-echo", "", "internal: run a TCP echo server on this address (a child process for the scale scenario, with its own fd limit)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
@@ -101,12 +103,12 @@ func run(o options) error {
 
 	paths := []*path{
 		direct(),
-		env.quicportPath("quicport LPF", false),
-		env.quicportPath("quicport RPF", true),
-		env.ssh("ssh -L", "-L", ""),
-		env.ssh("ssh -L aes128-gcm", "-L", "aes128-gcm@openssh.com"),
-		env.ssh("ssh -R", "-R", ""),
-		env.rawQUIC(),
+		env.quicportPath("quicport LPF", env.qpServer, false),
+		env.quicportPath("quicport RPF", env.qpServer, true),
+		env.ssh("ssh -L", "-L", "", "127.0.0.1", env.sshPort),
+		env.ssh("ssh -L aes128-gcm", "-L", "aes128-gcm@openssh.com", "127.0.0.1", env.sshPort),
+		env.ssh("ssh -R", "-R", "", "127.0.0.1", env.sshPort),
+		env.rawQUIC(nil, "127.0.0.1", 0),
 	}
 	for _, p := range paths {
 		progress("setting up %s", p.name)
@@ -129,6 +131,13 @@ func run(o options) error {
 	}
 	if o.want("latency") || o.want("setup") {
 		md.add(latencyTable(o, paths))
+	}
+	if o.want("loss") {
+		t, err := env.lossTable(o)
+		if err != nil {
+			return err
+		}
+		md.add(t)
 	}
 	if o.want("slow") {
 		md.add(slowConsumer(o, paths[1]))

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The loss scenario needs what loopback cannot give: a link that loses
+// packets the way a wire does. On loopback a TCP segment is up to 64 KB
+// (the MTU is 65,536) and quic-go hands the kernel GSO batches of the same
+// size, so dropping "1% of packets" would drop whole 64 KB bursts. Here a
+// second network namespace plays the server's host, joined to this one by
+// a veth pair with a 1,500-byte MTU and no segmentation offload
+// (gso_max_segs 1), so every frame that crosses is one wire-sized packet,
+// for TCP and QUIC alike; nftables drops a share of them at the ingress of
+// each end.
+const (
+	nearIP = "198.18.213.1" // this namespace's end (RFC 2544 benchmarking range)
+	farIP  = "198.18.213.2" // the server host's end
+
+	farEcho, farIperf, farQuicport, farSSH, farRawQUIC = 7000, 5201, 4433, 2222, 4440
+)
+
+// farHost is the server side of the loss scenario: its namespace, the
+// veth pair to it and the servers running there.
+type farHost struct {
+	ns, veth, table string
+	procs           []*exec.Cmd
+	cleanOnce       sync.Once
+}
+
+func newFarHost() (*farHost, error) {
+	pid := os.Getpid()
+	f := &farHost{ns: fmt.Sprintf("quicport-bench-%d", pid), veth: fmt.Sprintf("qpb%d", pid), table: fmt.Sprintf("quicport_bench_%d", pid)}
+	peer := f.veth + "f"
+	steps := [][]string{
+		{"ip", "netns", "add", f.ns},
+		{"ip", "link", "add", f.veth, "gso_max_segs", "1", "type", "veth", "peer", "name", peer, "gso_max_segs", "1", "netns", f.ns},
+		{"ip", "addr", "add", nearIP + "/30", "dev", f.veth},
+		{"ip", "link", "set", f.veth, "up"},
+		{"ip", "-n", f.ns, "addr", "add", farIP + "/30", "dev", peer},
+		{"ip", "-n", f.ns, "link", "set", peer, "up"},
+		{"ip", "-n", f.ns, "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			f.close()
+			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return f, nil
+}
+
+// prefix runs a command in the far namespace.
+func (f *farHost) prefix() []string { return []string{"ip", "netns", "exec", f.ns} }
+
+// start runs a server in the far namespace; it ends with the scenario.
+// Its errors go to stderr, its chatter (iperf3's reports) nowhere.
+func (f *farHost) start(env []string, args ...string) error {
+	cmd := helper("ip", append(f.prefix()[1:], args...)...)
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	f.procs = append(f.procs, cmd)
+	return nil
+}
+
+// setLoss makes each end of the link drop percent of the IP packets
+// arriving on it. Packets are dropped at ingress, after the sender's
+// segmentation: one decision per wire-sized packet, and silent to the
+// sender (a drop at the output hook would fail its sendmsg instead).
+func (f *farHost) setLoss(percent float64) error {
+	perMille := int(percent*10 + 0.5)
+	table := func(dev string) string {
+		return fmt.Sprintf("table netdev %s\ndelete table netdev %s\ntable netdev %s {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n\t\tmeta protocol ip numgen random mod 1000 < %d drop\n\t}\n}\n",
+			f.table, f.table, f.table, dev, perMille)
+	}
+	for _, side := range []struct {
+		argv   []string
+		script string
+	}{
+		{[]string{"nft", "-f", "-"}, table(f.veth)},
+		{append(f.prefix(), "nft", "-f", "-"), table(f.veth + "f")},
+	} {
+		cmd := exec.Command(side.argv[0], side.argv[1:]...)
+		cmd.Stdin = strings.NewReader(side.script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// close stops the far servers and removes the namespace, the veth pair
+// and the drop rules. It may run twice (a signal, then the deferred call).
+func (f *farHost) close() {
+	f.cleanOnce.Do(func() {
+		for _, c := range f.procs {
+			stop(c)
+		}
+		_ = exec.Command("nft", "delete", "table", "netdev", f.table).Run()
+		_ = exec.Command("ip", "netns", "del", f.ns).Run()
+		_ = exec.Command("ip", "link", "del", f.veth).Run()
+	})
+}
+
+// lossTable measures the tunnels across the lossy link, without loss and
+// with o.loss percent: 64-byte round trips idle and under a bulk transfer
+// on the same tunnel — where TCP's head-of-line blocking shows: a lost
+// segment of the bulk transfer holds up every channel of the ssh
+// connection until it is repaired, while a QUIC stream waits only for its
+// own packets — and the bulk throughput itself (iperf3, 1 connection up).
+//
+// Without root, ip or nft the scenario is skipped and says why; any other
+// failure is an error, so that the smoke run in CI notices a broken
+// scenario.
+func (e *env) lossTable(o options) (string, error) {
+	title := fmt.Sprintf("### Across a lossy link (veth pair, MTU 1500, no offload; ping µs, 64 bytes, %d per run; iperf3 1 conn up, Gbit/s)\n\n", o.pings)
+	for _, need := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(need); err != nil {
+			progress("loss: skipped, %s not found (apt-get install iproute2 nftables)", need)
+			return title + fmt.Sprintf("Skipped: %s not found (apt-get install iproute2 nftables).\n\n", need), nil
+		}
+	}
+	if os.Geteuid() != 0 {
+		progress("loss: skipped, needs root for network namespaces")
+		return title + "Skipped: the loss scenario creates a network namespace and needs root.\n\n", nil
+	}
+	far, err := newFarHost()
+	if err != nil {
+		return "", fmt.Errorf("loss: %w", err)
+	}
+	// Whatever ends the run, the namespace and drop rules must not outlive it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			far.close()
+			os.Exit(1)
+		}
+	}()
+	defer far.close()
+
+	paths, err := e.farPaths(far)
+	defer func() {
+		for _, p := range paths {
+			p.close()
+		}
+	}()
+	if err != nil {
+		return "", fmt.Errorf("loss: %w", err)
+	}
+
+	type row struct{ idle50, idle99, bulk50, bulk99, gbps float64 }
+	rows := map[string]row{}
+	key := func(p *path, loss float64) string { return fmt.Sprintf("%s@%g", p.name, loss) }
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	levels := []float64{0, o.loss}
+	for _, loss := range levels {
+		if err := far.setLoss(loss); err != nil {
+			return "", fmt.Errorf("loss: %w", err)
+		}
+		for _, p := range paths {
+			var r [5][]float64
+			for range o.runs {
+				if rtts, err := pingPong(p.echo, o.pings); err == nil {
+					r[0], r[1] = append(r[0], us(pct(rtts, 0.5))), append(r[1], us(pct(rtts, 0.99)))
+				} else {
+					progress("%s ping, %g%% loss: %v", p.name, loss, err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				go bulkLoad(ctx, p.echo)
+				time.Sleep(200 * time.Millisecond)
+				rtts, err := pingPong(p.echo, o.pings)
+				cancel()
+				if err == nil {
+					r[2], r[3] = append(r[2], us(pct(rtts, 0.5))), append(r[3], us(pct(rtts, 0.99)))
+				} else {
+					progress("%s ping under load, %g%% loss: %v", p.name, loss, err)
+				}
+				time.Sleep(200 * time.Millisecond)
+				if bps, err := iperf3(p.iperf, o.duration); err == nil {
+					r[4] = append(r[4], bps/1e9)
+				} else {
+					progress("%s iperf3, %g%% loss: %v", p.name, loss, err)
+				}
+			}
+			rows[key(p, loss)] = row{median(r[0]), median(r[1]), median(r[2]), median(r[3]), median(r[4])}
+			progress("%s, %g%% loss: %+v", p.name, loss, rows[key(p, loss)])
+		}
+	}
+	var b strings.Builder
+	b.WriteString(title)
+	b.WriteString("| path | loss | rtt p50 | rtt p99 | rtt p50 under bulk | rtt p99 under bulk (ratio to ssh -L) | bulk Gbit/s (ratio to ssh -L) |\n|---|---|---|---|---|---|---|\n")
+	for _, loss := range levels {
+		ssh := rows["ssh -L@"+strconv.FormatFloat(loss, 'g', -1, 64)]
+		for _, p := range paths {
+			r := rows[key(p, loss)]
+			fmt.Fprintf(&b, "| %s | %g%% | %.0f | %.0f | %.0f | %.0f (%s) | %.2f (%s) |\n", p.name, loss, r.idle50, r.idle99, r.bulk50, r.bulk99, ratio(r.bulk99, ssh.bulk99), r.gbps, ratio(r.gbps, ssh.gbps))
+		}
+	}
+	b.WriteString("\n")
+	return b.String(), nil
+}
+
+// farPaths starts the far host's servers (echo, iperf3, quicport, sshd and
+// raw quic-go's server) and the near ends of each path to its echo and
+// iperf3 servers.
+func (e *env) farPaths(far *farHost) ([]*path, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	echo := net.JoinHostPort(farIP, strconv.Itoa(farEcho))
+	iperf := net.JoinHostPort(farIP, strconv.Itoa(farIperf))
+	qpServer := net.JoinHostPort(farIP, strconv.Itoa(farQuicport))
+	farDir := filepath.Join(e.dir, "far")
+	if err := far.start(os.Environ(), self, "-serve-echo", echo); err != nil {
+		return nil, err
+	}
+	if err := far.start(os.Environ(), "iperf3", "-s", "-B", farIP, "-p", strconv.Itoa(farIperf)); err != nil {
+		return nil, err
+	}
+	if err := far.start(quicportEnvIn(farDir), e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", qpServer, "--psk-file", e.psk); err != nil {
+		return nil, err
+	}
+	sshd, err := e.runSSHD(far.prefix(), farIP, farSSH)
+	if sshd != nil {
+		far.procs = append(far.procs, sshd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, addr := range []string{echo, iperf} {
+		if err := waitTCP(addr); err != nil {
+			return nil, err
+		}
+	}
+	paths := []*path{
+		{name: "direct", setup: func(dest string) (string, error) { return dest, nil }},
+		e.quicportPath("quicport LPF", qpServer, false),
+		e.ssh("ssh -L", "-L", "", farIP, farSSH),
+		e.rawQUIC(far.prefix(), farIP, farRawQUIC),
+	}
+	for _, p := range paths {
+		progress("loss: setting up %s", p.name)
+		if p.iperf, err = p.setup(iperf); err != nil {
+			return paths, fmt.Errorf("%s: %w", p.name, err)
+		}
+		if p.echo, err = p.setup(echo); err != nil {
+			return paths, fmt.Errorf("%s: %w", p.name, err)
+		}
+		// The quicport client listens before its tunnel is up: a first
+		// round trip proves the path works end to end.
+		if _, err := pingPong(p.echo, 1); err != nil {
+			return paths, fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	return paths, nil
+}
