@@ -148,7 +148,7 @@ func (e *env) runQuicport(args ...string) (*exec.Cmd, error) {
 
 // quicportClient starts a PSK client of the quicport server at server with
 // forward arguments (-L/-R or -r/-l).
-func (e *env) quicportClient(server string, forward ...string) (*exec.Cmd, error) {
+func (e *env) quicportClient(server string, forward []string) (*exec.Cmd, error) {
 	return e.runQuicport(append([]string{"client", "-s", server, "--psk-file", e.psk, "--accept-new-host"}, forward...)...)
 }
 
@@ -191,7 +191,7 @@ func (e *env) quicportPath(name, server string, remote bool) *path {
 		if remote {
 			forward = []string{"-r", strconv.Itoa(port), "-l", dest}
 		}
-		cmd, err := e.quicportClient(server, forward...)
+		cmd, err := e.quicportClient(server, forward)
 		if err != nil {
 			return "", err
 		}
@@ -358,7 +358,7 @@ func (e *env) udpTable(o options, iperf string) (string, error) {
 		}
 	}()
 	for _, proto := range []string{"tcp", "udp"} {
-		cmd, err := e.quicportClient("-L", entry+"/"+proto, "-R", iperf+"/"+proto)
+		cmd, err := e.quicportClient(e.qpServer, []string{"-L", entry + "/" + proto, "-R", iperf + "/" + proto})
 		if err != nil {
 			return "", err
 		}
@@ -432,7 +432,7 @@ func (e *env) scaleTable(o options) (string, error) {
 	}
 	port := freePort()
 	entry := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd, err := e.quicportClient("-L", entry, "-R", echo)
+	cmd, err := e.quicportClient(e.qpServer, []string{"-L", entry, "-R", echo})
 	if err != nil {
 		return "", err
 	}
