@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -35,7 +36,8 @@ func (s *session) dial(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bind UDP socket: %w", err)
 	}
-	tr := &quic.Transport{Conn: udp}
+	var refused atomic.Uint64 // datagrams the kernel would not send
+	tr := &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Dropped: &refused}}
 	dialCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
@@ -47,6 +49,9 @@ func (s *session) dial(ctx context.Context) error {
 		}
 		var ie *quic.IdleTimeoutError
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
+			if refused.Load() > 0 {
+				return fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", cfg.Server, refused.Load(), cfg.Timeout)
+			}
 			return fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", cfg.Server, cfg.Timeout)
 		}
 		if tlsErr := s.tlsError(err); tlsErr != nil {

@@ -56,6 +56,7 @@ func addStats(a, b server.Stats, countersOnly bool) server.Stats {
 	a.ForwardsDenied += b.ForwardsDenied
 	a.SourcesRefused += b.SourcesRefused
 	a.ConnectionsRefused += b.ConnectionsRefused
+	a.UDPSendRefused += b.UDPSendRefused
 	a.BytesSent += b.BytesSent
 	a.BytesRecv += b.BytesRecv
 	if !countersOnly {

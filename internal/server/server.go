@@ -151,6 +151,7 @@ type Stats struct {
 	ForwardsDenied              uint64
 	SourcesRefused              uint64 // connections refused for failed-auth budget or busy
 	ConnectionsRefused          uint64 // tunneled connections over a session's limits
+	UDPSendRefused              uint64 // datagrams the kernel refused to send, treated as lost (tunnel.LossyConn)
 	Authenticating              int64  // connections not yet authenticated
 	BytesSent, BytesRecv        uint64 // to clients, from clients (tunneled payload)
 	// ForwardsActive counts established forwards by kind and protocol:
@@ -188,6 +189,7 @@ type Server struct {
 	udpFlows            atomic.Int64
 	deniedForwards      atomic.Uint64
 	refusedSources      atomic.Uint64
+	sendRefused         atomic.Uint64
 	refusedConns        atomic.Uint64
 	bytesSent, bytesRcv atomic.Uint64
 	forwards            [2][3]atomic.Int64 // [remote][proto.Protocol]
@@ -239,7 +241,7 @@ func Listen(cfg Config) (*Server, error) {
 		// A nil config would mean quic-go's defaults, not ours.
 		return perConn, nil
 	}
-	s.tr = &quic.Transport{Conn: udp, ConnectionIDGenerator: cfg.ConnectionIDs}
+	s.tr = &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Dropped: &s.sendRefused}, ConnectionIDGenerator: cfg.ConnectionIDs}
 	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs != nil), qc)
 	if err != nil {
 		udp.Close()
@@ -301,6 +303,7 @@ func (s *Server) Stats() Stats {
 		ForwardsDenied:     s.deniedForwards.Load(),
 		SourcesRefused:     s.refusedSources.Load(),
 		ConnectionsRefused: s.refusedConns.Load(),
+		UDPSendRefused:     s.sendRefused.Load(),
 		Authenticating:     s.unauth.Load(),
 		BytesSent:          s.bytesSent.Load(),
 		BytesRecv:          s.bytesRcv.Load(),
