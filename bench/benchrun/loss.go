@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,7 +68,8 @@ func (f *farHost) prefix() []string { return []string{"ip", "netns", "exec", f.n
 // start runs a server in the far namespace; it ends with the scenario.
 // Its errors go to stderr, its chatter (iperf3's reports) nowhere.
 func (f *farHost) start(env []string, args ...string) error {
-	cmd := helper("ip", append(f.prefix()[1:], args...)...)
+	argv := slices.Concat(f.prefix(), args)
+	cmd := helper(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -166,7 +168,7 @@ func (e *env) lossTable(o options) (string, error) {
 
 	type row struct{ idle50, idle99, bulk50, bulk99, gbps float64 }
 	rows := map[string]row{}
-	key := func(p *path, loss float64) string { return fmt.Sprintf("%s@%g", p.name, loss) }
+	key := func(name string, loss float64) string { return fmt.Sprintf("%s@%g", name, loss) }
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	levels := []float64{0, o.loss}
 	for _, loss := range levels {
@@ -198,17 +200,17 @@ func (e *env) lossTable(o options) (string, error) {
 					progress("%s iperf3, %g%% loss: %v", p.name, loss, err)
 				}
 			}
-			rows[key(p, loss)] = row{median(r[0]), median(r[1]), median(r[2]), median(r[3]), median(r[4])}
-			progress("%s, %g%% loss: %+v", p.name, loss, rows[key(p, loss)])
+			rows[key(p.name, loss)] = row{median(r[0]), median(r[1]), median(r[2]), median(r[3]), median(r[4])}
+			progress("%s, %g%% loss: %+v", p.name, loss, rows[key(p.name, loss)])
 		}
 	}
 	var b strings.Builder
 	b.WriteString(title)
 	b.WriteString("| path | loss | rtt p50 | rtt p99 | rtt p50 under bulk | rtt p99 under bulk (ratio to ssh -L) | bulk Gbit/s (ratio to ssh -L) |\n|---|---|---|---|---|---|---|\n")
 	for _, loss := range levels {
-		ssh := rows["ssh -L@"+strconv.FormatFloat(loss, 'g', -1, 64)]
+		ssh := rows[key("ssh -L", loss)]
 		for _, p := range paths {
-			r := rows[key(p, loss)]
+			r := rows[key(p.name, loss)]
 			fmt.Fprintf(&b, "| %s | %g%% | %.0f | %.0f | %.0f | %.0f (%s) | %.2f (%s) |\n", p.name, loss, r.idle50, r.idle99, r.bulk50, r.bulk99, ratio(r.bulk99, ssh.bulk99), r.gbps, ratio(r.gbps, ssh.gbps))
 		}
 	}
@@ -250,7 +252,7 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 		}
 	}
 	paths := []*path{
-		{name: "direct", setup: func(dest string) (string, error) { return dest, nil }},
+		direct(),
 		e.quicportPath("quicport LPF", qpServer, false),
 		e.ssh("ssh -L", "-L", "", farIP, farSSH),
 		e.rawQUIC(far.prefix(), farIP, farRawQUIC),

@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&o.setups, "setups", 1000, "sequential connections per setup run")
 	flag.IntVar(&o.scale, "scale", 10000, "concurrent idle connections in the scale scenario")
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
-	flag.Float64Var(&o.loss, "loss", 1, "percent of each tunnel's packets dropped in the loss scenario (needs root and nft)")
+	flag.Float64Var(&o.loss, "loss", 1, "percent of packets the loss scenario's link drops in each direction (needs root, ip and nft)")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
 	serveEcho := flag.String("serve-echo", "", "internal: run a TCP echo server on this address (a child process for the scale scenario, with its own fd limit)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
