@@ -135,6 +135,7 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 		"quicport_auth_x25519_failed_total":   0,
 		"quicport_sessions_active":            1,
 		"quicport_handshake_duration_seconds": 1,
+		"quicport_udp_send_refused_total":     0,
 	} {
 		if got := value(name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
