@@ -211,11 +211,10 @@ func (ss *session) serve(ctx context.Context) {
 	for {
 		msg, err := ss.control.Read()
 		if err != nil {
-			var ae *quic.ApplicationError
-			if connCtx.Err() == nil && !(errors.As(err, &ae) && !ae.Remote) {
-				ss.protocolError(fmt.Errorf("read control message: %w", err))
+			if ended := connectionEnded(connCtx, err); ended != nil {
+				ss.log.Info("session ended", "reason", ended)
 			} else {
-				ss.log.Info("session ended", "reason", context.Cause(connCtx))
+				ss.protocolError(fmt.Errorf("read control message: %w", err))
 			}
 			return
 		}
@@ -238,6 +237,27 @@ func (ss *session) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// connectionEnded returns why the session's QUIC connection ended, if a
+// failed control-stream read was that and not the client's doing: we
+// closed it, or it went silent (a client killed or cut off is seen by the
+// idle timeout, often before the connection's context says so), or the
+// client lost its state (stateless reset). Nil means the client broke the
+// protocol.
+func connectionEnded(connCtx context.Context, err error) error {
+	var (
+		ae    *quic.ApplicationError
+		idle  *quic.IdleTimeoutError
+		reset *quic.StatelessResetError
+	)
+	switch {
+	case connCtx.Err() != nil:
+		return context.Cause(connCtx)
+	case errors.As(err, &ae) && !ae.Remote, errors.As(err, &idle), errors.As(err, &reset):
+		return err
+	}
+	return nil
 }
 
 // protocolError logs a client's protocol violation and closes its session.
