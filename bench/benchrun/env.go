@@ -353,8 +353,7 @@ func (e *env) udpTable(o options, iperf string) (string, error) {
 	var procs []*exec.Cmd
 	defer func() {
 		for _, c := range procs {
-			c.Process.Kill()
-			c.Wait()
+			stop(c)
 		}
 	}()
 	for _, proto := range []string{"tcp", "udp"} {
@@ -436,7 +435,7 @@ func (e *env) scaleTable(o options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer stop(cmd)
 	if err := waitTCP(entry); err != nil {
 		return "", err
 	}

@@ -194,8 +194,7 @@ func (p *path) close() {
 		c()
 	}
 	for _, c := range p.procs {
-		c.Process.Kill()
-		c.Wait()
+		stop(c)
 	}
 }
 
