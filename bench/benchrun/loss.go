@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // The loss scenario needs what loopback cannot give: a link that loses
@@ -169,39 +167,25 @@ func (e *env) lossTable(o options) (string, error) {
 	type row struct{ idle50, idle99, bulk50, bulk99, gbps float64 }
 	rows := map[string]row{}
 	key := func(name string, loss float64) string { return fmt.Sprintf("%s@%g", name, loss) }
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	levels := []float64{0, o.loss}
 	for _, loss := range levels {
 		if err := far.setLoss(loss); err != nil {
 			return "", fmt.Errorf("loss: %w", err)
 		}
 		for _, p := range paths {
-			var r [5][]float64
+			what := fmt.Sprintf("%s, %g%% loss", p.name, loss)
+			var rt rttRuns
+			var gbps []float64
 			for range o.runs {
-				if rtts, err := pingPong(p.echo, o.pings); err == nil {
-					r[0], r[1] = append(r[0], us(pct(rtts, 0.5))), append(r[1], us(pct(rtts, 0.99)))
-				} else {
-					progress("%s ping, %g%% loss: %v", p.name, loss, err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				go bulkLoad(ctx, p.echo)
-				time.Sleep(200 * time.Millisecond)
-				rtts, err := pingPong(p.echo, o.pings)
-				cancel()
-				if err == nil {
-					r[2], r[3] = append(r[2], us(pct(rtts, 0.5))), append(r[3], us(pct(rtts, 0.99)))
-				} else {
-					progress("%s ping under load, %g%% loss: %v", p.name, loss, err)
-				}
-				time.Sleep(200 * time.Millisecond)
+				rt.add(p.echo, o.pings, what)
 				if bps, err := iperf3(p.iperf, o.duration); err == nil {
-					r[4] = append(r[4], bps/1e9)
+					gbps = append(gbps, bps/1e9)
 				} else {
-					progress("%s iperf3, %g%% loss: %v", p.name, loss, err)
+					progress("%s iperf3: %v", what, err)
 				}
 			}
-			rows[key(p.name, loss)] = row{median(r[0]), median(r[1]), median(r[2]), median(r[3]), median(r[4])}
-			progress("%s, %g%% loss: %+v", p.name, loss, rows[key(p.name, loss)])
+			rows[key(p.name, loss)] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(gbps)}
+			progress("%s: %+v", what, rows[key(p.name, loss)])
 		}
 	}
 	var b strings.Builder

@@ -367,36 +367,49 @@ func bulkLoad(ctx context.Context, entry string) {
 	}
 }
 
+// rttRuns collects round-trip percentiles (µs) over runs, idle and while a
+// bulk transfer shares the path.
+type rttRuns struct{ idle50, idle99, bulk50, bulk99 []float64 }
+
+// add measures one run through entry: pings idle, then pings while
+// bulkLoad pushes data through the same path. what names the path in
+// progress messages.
+func (r *rttRuns) add(entry string, pings int, what string) {
+	if rtts, err := pingPong(entry, pings); err == nil {
+		r.idle50, r.idle99 = append(r.idle50, micros(pct(rtts, 0.5))), append(r.idle99, micros(pct(rtts, 0.99)))
+	} else {
+		progress("%s ping: %v", what, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go bulkLoad(ctx, entry)
+	time.Sleep(200 * time.Millisecond)
+	rtts, err := pingPong(entry, pings)
+	cancel()
+	if err == nil {
+		r.bulk50, r.bulk99 = append(r.bulk50, micros(pct(rtts, 0.5))), append(r.bulk99, micros(pct(rtts, 0.99)))
+	} else {
+		progress("%s ping under load: %v", what, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
 func latencyTable(o options, paths []*path) string {
 	type row struct{ idle50, idle99, bulk50, bulk99, set50, set99 float64 }
 	rows := map[string]row{}
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	for _, p := range paths {
-		var r [6][]float64
+		var rt rttRuns
+		var set50, set99 []float64
 		for range o.runs {
-			if rtts, err := pingPong(p.echo, o.pings); err == nil {
-				r[0], r[1] = append(r[0], us(pct(rtts, 0.5))), append(r[1], us(pct(rtts, 0.99)))
-			} else {
-				progress("%s ping: %v", p.name, err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			go bulkLoad(ctx, p.echo)
-			time.Sleep(200 * time.Millisecond)
-			rtts, err := pingPong(p.echo, o.pings)
-			cancel()
-			if err == nil {
-				r[2], r[3] = append(r[2], us(pct(rtts, 0.5))), append(r[3], us(pct(rtts, 0.99)))
-			} else {
-				progress("%s ping under load: %v", p.name, err)
-			}
-			time.Sleep(200 * time.Millisecond)
+			rt.add(p.echo, o.pings, p.name)
 			if ds, err := setups(p.echo, o.setups); err == nil {
-				r[4], r[5] = append(r[4], us(pct(ds, 0.5))), append(r[5], us(pct(ds, 0.99)))
+				set50, set99 = append(set50, micros(pct(ds, 0.5))), append(set99, micros(pct(ds, 0.99)))
 			} else {
 				progress("%s setup: %v", p.name, err)
 			}
 		}
-		rows[p.name] = row{median(r[0]), median(r[1]), median(r[2]), median(r[3]), median(r[4]), median(r[5])}
+		rows[p.name] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(set50), median(set99)}
 		progress("%s latency: %+v", p.name, rows[p.name])
 	}
 	var b strings.Builder
