@@ -414,11 +414,13 @@ func latencyTable(o options, paths []*path) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Latency (µs): 64-byte round trip (%d per run), idle and with a bulk transfer on the same tunnel; connection setup (%d sequential connect + 1-byte echo)\n\n", o.pings, o.setups)
-	b.WriteString("| path | rtt p50 | rtt p99 | p50 overhead vs direct | rtt p50 under bulk | rtt p99 under bulk | setup p50 | setup p99 |\n|---|---|---|---|---|---|---|---|\n")
-	d := rows["direct"]
+	b.WriteString("Ratios (in brackets) are to ssh -L, for the three measures the targets compare with it.\n\n")
+	b.WriteString("| path | rtt p50 | rtt p99 | p50 overhead vs direct (ratio) | rtt p50 under bulk | rtt p99 under bulk (ratio) | setup p50 (ratio) | setup p99 |\n|---|---|---|---|---|---|---|---|\n")
+	d, ssh := rows["direct"], rows["ssh -L"]
 	for _, p := range paths {
 		r := rows[p.name]
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %+.0f | %.0f | %.0f | %.0f | %.0f |\n", p.name, r.idle50, r.idle99, r.idle50-d.idle50, r.bulk50, r.bulk99, r.set50, r.set99)
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %+.0f (%s) | %.0f | %.0f (%s) | %.0f (%s) | %.0f |\n", p.name, r.idle50, r.idle99,
+			r.idle50-d.idle50, ratio(r.idle50-d.idle50, ssh.idle50-d.idle50), r.bulk50, r.bulk99, ratio(r.bulk99, ssh.bulk99), r.set50, ratio(r.set50, ssh.set50), r.set99)
 	}
 	b.WriteString("\n")
 	return b.String()
