@@ -145,7 +145,7 @@ func (e *env) lossTable(o options) (string, error) {
 	// Whatever ends the run, the namespace and drop rules must not outlive it.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	defer func() { signal.Stop(sigs); close(sigs) }()
 	go func() {
 		if _, ok := <-sigs; ok {
 			far.close()
