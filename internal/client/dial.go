@@ -37,7 +37,7 @@ func (s *session) dial(ctx context.Context) error {
 		return fmt.Errorf("bind UDP socket: %w", err)
 	}
 	var refused atomic.Uint64 // datagrams the kernel would not send
-	tr := &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Dropped: &refused}}
+	tr := &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&refused, s.log)}}
 	dialCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))

@@ -2,9 +2,13 @@ package tunnel
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // LossyConn is the UDP socket quicport hands to quic-go. quic-go closes a
@@ -19,7 +23,7 @@ import (
 //     moment, as when a laptop changes networks.
 //
 // On a wire each would be a lost packet, and QUIC repairs lost packets.
-// LossyConn reports these as sent and counts them; if the path stays
+// LossyConn reports these as sent and tells Refused; if the path stays
 // broken, the idle timeout ends the connection as it would any silent
 // outage. Every other error goes through: quic-go needs EMSGSIZE for path
 // MTU discovery and EIO to turn GSO off.
@@ -28,8 +32,24 @@ import (
 // reads, GSO and ECN (SyscallConn, ReadMsgUDP, WriteMsgUDP).
 type LossyConn struct {
 	*net.UDPConn
-	// Dropped counts the datagrams refused this way; nil counts nothing.
-	Dropped *atomic.Uint64
+	// Refused, if set, is called with the error of each datagram refused
+	// this way. It runs on quic-go's send path and must not block.
+	Refused func(error)
+}
+
+// RefusedSends returns a LossyConn.Refused that counts refused datagrams
+// in n and logs a warning at most once a minute, so that an operator
+// learns of a firewall rule or a full queue that drops the tunnel's
+// packets without a line per packet.
+func RefusedSends(n *atomic.Uint64, log *slog.Logger) func(error) {
+	warn := &rate.Sometimes{Interval: time.Minute}
+	return func(err error) {
+		total := n.Add(1)
+		warn.Do(func() {
+			log.Warn("the system refused to send UDP datagrams; QUIC resends them as lost packets. Check for a firewall rule that drops outgoing UDP (or a full conntrack table) and the route",
+				"err", err, "refused_total", total)
+		})
+	}
 }
 
 // WriteMsgUDP is how quic-go sends on Linux (GSO batches included).
@@ -51,12 +71,12 @@ func (c LossyConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 // lost reports whether err means only that this datagram was not sent,
-// and counts it.
+// and tells Refused.
 func (c LossyConn) lost(err error) bool {
 	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.ENOBUFS, syscall.ENETUNREACH, syscall.EHOSTUNREACH, syscall.ENETDOWN, syscall.EHOSTDOWN} {
 		if errors.Is(err, errno) {
-			if c.Dropped != nil {
-				c.Dropped.Add(1)
+			if c.Refused != nil {
+				c.Refused(err)
 			}
 			return true
 		}
