@@ -10,10 +10,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/proto"
 )
@@ -36,11 +39,32 @@ type Conn interface {
 	CloseWrite() error
 }
 
-// bufSize is the copy buffer per direction. 64 KiB moves bulk data in few
-// system calls; buffers are pooled, so idle connections hold none.
+// bufSize is the copy buffer per direction while data flows: 64 KiB moves
+// bulk data in few system calls. Buffers are pooled, and a direction holds
+// one only while it is busy (see idleReader), so an idle connection holds
+// none, even after a bulk transfer.
 const bufSize = 64 << 10
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+// smallSize is the buffer a direction reading something it cannot poll (a
+// QUIC stream, stdin) keeps for its next read while idle.
+const smallSize = 4 << 10
+
+var (
+	bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+	// bufsHeld counts the large buffers relays hold right now (tests check
+	// that idle connections hold none).
+	bufsHeld atomic.Int64
+)
+
+func getBuf() *[]byte {
+	bufsHeld.Add(1)
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	bufsHeld.Add(-1)
+	bufPool.Put(b)
+}
 
 // Counters receive a relay's bytes as they move, for live metrics: each
 // chunk is added to every counter in the list. Nil lists count nothing.
@@ -121,18 +145,16 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	return st, first
 }
 
-// copyBuf copies src to dst with a pooled buffer (its size is ours, and
-// nothing is allocated per chunk) and adds each chunk to counters. Like
-// io.Copy it returns nil at EOF.
+// copyBuf copies src to dst and adds each chunk to counters; nothing is
+// allocated per chunk. Like io.Copy it returns nil at EOF.
 func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	r := newIdleReader(src)
+	defer r.release()
 	var total int64
 	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
+		buf, rerr := r.read()
+		if n := len(buf); n > 0 {
+			w, werr := dst.Write(buf)
 			total += int64(w)
 			for _, c := range counters {
 				c.Add(uint64(w))
@@ -144,11 +166,99 @@ func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, er
 				return total, io.ErrShortWrite
 			}
 		}
+		r.done(len(buf))
 		if rerr == io.EOF {
 			return total, nil
 		}
 		if rerr != nil {
 			return total, rerr
 		}
+	}
+}
+
+// idleReader reads a relay's source with a pooled 64 KiB buffer while data
+// flows and gives the buffer back when the source runs dry, so that the
+// read that waits for the next data holds no large buffer. A read that
+// comes back short has drained what was there. A TCP source is then polled
+// for readability with no buffer at all; any other source is read into a
+// small buffer, and a read that fills it brings the large one back.
+type idleReader struct {
+	src   io.Reader
+	rc    syscall.RawConn       // src's socket, if src is TCP
+	poll  func(fd uintptr) bool // for rc.Read: whether a Read would not block
+	peek  [1]byte
+	err   error   // what the peek found: a reset, say, which the kernel reports only once
+	small []byte  // allocated on first use, when src cannot be polled
+	big   *[]byte // from bufPool while data flows
+	size  int     // size of the buffer of the last read
+}
+
+func newIdleReader(src io.Reader) *idleReader {
+	r := &idleReader{src: src}
+	if tc, ok := src.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			r.rc = rc
+			// Peek without waiting: true once data, the peer's FIN or an
+			// error is there. Checking before waiting means data that
+			// arrived earlier is never missed. An error (ECONNRESET) is
+			// reported by the kernel once, even to a peek, so it is kept
+			// for read to return. Made once, so waiting allocates nothing.
+			r.poll = func(fd uintptr) bool {
+				_, _, err := unix.Recvfrom(int(fd), r.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				if err == unix.EAGAIN || err == unix.EINTR {
+					return false
+				}
+				if err != nil {
+					r.err = os.NewSyscallError("read", err)
+				}
+				return true
+			}
+		}
+	}
+	return r
+}
+
+// read returns the next chunk, valid until done is called.
+func (r *idleReader) read() ([]byte, error) {
+	if r.big == nil {
+		if r.rc == nil {
+			if r.small == nil {
+				r.small = make([]byte, smallSize)
+			}
+			n, err := r.src.Read(r.small)
+			r.size = len(r.small)
+			return r.small[:n], err
+		}
+		// Wait for data holding no buffer.
+		if err := r.rc.Read(r.poll); err != nil {
+			return nil, err
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		r.big = getBuf()
+	}
+	n, err := r.src.Read(*r.big)
+	r.size = len(*r.big)
+	return (*r.big)[:n], err
+}
+
+// done is called once the last chunk (n bytes) has been written. A read
+// that filled its buffer means more is waiting: keep (or take) the large
+// buffer. A short one drained the source: give the large buffer back.
+func (r *idleReader) done(n int) {
+	if n == r.size {
+		if r.big == nil {
+			r.big = getBuf()
+		}
+		return
+	}
+	r.release()
+}
+
+func (r *idleReader) release() {
+	if r.big != nil {
+		putBuf(r.big)
+		r.big = nil
 	}
 }

@@ -235,3 +235,64 @@ func BenchmarkRelay(b *testing.B) {
 		})
 	}
 }
+
+// A connection that moved a bulk transfer and then went idle holds no
+// 64 KiB buffer in either direction: its relay gave them back when its
+// sources ran dry. Both directions stay intact and usable afterwards.
+func TestIdleRelayHoldsNoLargeBuffer(t *testing.T) {
+	const conns, size = 8, 1 << 20
+	before := bufsHeld.Load()
+	type end struct {
+		app *net.TCPConn
+		cs  *quic.Stream
+	}
+	ends := make([]end, conns)
+	for i := range ends {
+		cs, ss := quicPair(t)
+		app, relayEnd := tcpPair(t)
+		go Relay(relayEnd, ss, Counters{})
+		ends[i] = end{app, cs}
+	}
+	// Bulk both ways through every relay, checked at the far end.
+	move := func(w io.Writer, r io.Reader, seed byte) error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(w, io.LimitReader(rand.NewChaCha8([32]byte{seed}), size))
+			errc <- err
+		}()
+		want, got := sha256.New(), sha256.New()
+		io.Copy(want, io.LimitReader(rand.NewChaCha8([32]byte{seed}), size))
+		if _, err := io.CopyN(got, r, size); err != nil {
+			return err
+		}
+		if err := <-errc; err != nil {
+			return err
+		}
+		if string(got.Sum(nil)) != string(want.Sum(nil)) {
+			return errors.New("sha256 differs")
+		}
+		return nil
+	}
+	for i, e := range ends {
+		if err := move(e.app, e.cs, byte(i)); err != nil {
+			t.Fatalf("connection %d, TCP to stream: %v", i, err)
+		}
+		if err := move(e.cs, e.app, byte(100+i)); err != nil {
+			t.Fatalf("connection %d, stream to TCP: %v", i, err)
+		}
+	}
+	// Idle now: every direction is waiting for its next byte.
+	deadline := time.Now().Add(10 * time.Second)
+	for bufsHeld.Load() != before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d large buffers held by %d idle connections, want 0", bufsHeld.Load()-before, conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And they still carry data.
+	for i, e := range ends {
+		if err := move(e.app, e.cs, byte(200+i)); err != nil {
+			t.Fatalf("connection %d after idling: %v", i, err)
+		}
+	}
+}
