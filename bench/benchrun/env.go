@@ -153,31 +153,45 @@ func (e *env) quicportClient(server string, forward []string) (*exec.Cmd, error)
 }
 
 func (e *env) startQuicportServer() error {
-	port := freePort()
-	e.qpServer = fmt.Sprintf("127.0.0.1:%d", port)
+	cmd, addr, pid, err := e.launchServer(e.dir)
+	if cmd != nil {
+		e.procs = append(e.procs, cmd)
+	}
+	e.qpServer, e.qpPID = addr, pid
+	return err
+}
+
+// launchServer starts a quicport server on a free loopback port with its
+// state under dir, and returns it, its address and the PID of its data
+// plane once that serves. The caller owns the process.
+func (e *env) launchServer(dir string) (*exec.Cmd, string, int, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	// The scale scenario opens 10,000 connections and 500 sessions as fast
 	// as it can: lift the connection rate and handshake limits, which are
 	// not what is measured.
-	cmd, err := e.runQuicport("server", "--no-api", "--listen", e.qpServer, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
-	if err != nil {
-		return err
+	cmd := helper(e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", addr, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
+	cmd.Env = quicportEnvIn(dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", 0, err
 	}
-	e.procs = append(e.procs, cmd)
 	// The server is a control plane; clients are served by its data plane,
 	// whose memory is what the scale scenario measures. Its state file
 	// names it once it serves.
 	deadline := time.Now().Add(30 * time.Second)
-	for e.qpPID == 0 {
-		files, _ := filepath.Glob(filepath.Join(e.dir, "state", "quicport", "dataplanes", "dp-*.state"))
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "state", "quicport", "dataplanes", "dp-*.state"))
 		for _, f := range files {
-			fmt.Sscanf(filepath.Base(f), "dp-%d.state", &e.qpPID)
+			var pid int
+			if _, err := fmt.Sscanf(filepath.Base(f), "dp-%d.state", &pid); err == nil && pid > 0 {
+				return cmd, addr, pid, nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return errors.New("quicport server: no data plane within 30s")
+			return cmd, addr, 0, errors.New("quicport server: no data plane within 30s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return nil
 }
 
 // quicportPath tunnels through the quicport server at server (the bench's
@@ -525,15 +539,25 @@ func holdConnections(entry string, n int) (int, error) {
 
 func mib(kib int) float64 { return float64(kib) / 1024 }
 
-// sessions opens n client sessions (in this process) to the server and
-// returns the server's RSS growth per session.
+// sessions opens n client sessions (in this process) to a fresh server and
+// returns its data plane's RSS growth per session.
 func (e *env) sessions(n int, echo string) (float64, error) {
 	psk, err := auth.ReadSecretFile(e.psk)
 	if err != nil {
 		return 0, err
 	}
+	// A server of its own: the shared one's RSS is full of memory the
+	// connection rounds freed, which new sessions would reuse unseen.
+	srv, addr, dpPID, err := e.launchServer(filepath.Join(e.dir, "sessions"))
+	if srv != nil {
+		defer stop(srv)
+	}
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(500 * time.Millisecond)
 	dest, _ := proto.ParseAddr(echo, true, false)
-	base := rssKiB(e.qpPID)
+	base := rssKiB(dpPID)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	ready := make(chan error, n)
@@ -544,7 +568,7 @@ func (e *env) sessions(n int, echo string) (float64, error) {
 			src, _ := proto.ParseAddr("127.0.0.1:0", true, true)
 			var once sync.Once
 			err := client.Run(ctx, client.Config{
-				Server: e.qpServer, Auth: auth.ClientConfig{PSK: auth.PSK(psk)}, Insecure: true,
+				Server: addr, Auth: auth.ClientConfig{PSK: auth.PSK(psk)}, Insecure: true,
 				TOFU:    tlsid.TOFU{Out: io.Discard},
 				Forward: client.Forward{Source: src, Dest: dest},
 				OnReady: func(client.Ready) { once.Do(func() { ready <- nil }) },
@@ -559,7 +583,7 @@ func (e *env) sessions(n int, echo string) (float64, error) {
 		}
 	}
 	time.Sleep(time.Second)
-	peak := rssKiB(e.qpPID)
+	peak := rssKiB(dpPID)
 	cancel()
 	wg.Wait()
 	if firstErr != nil {
