@@ -162,9 +162,10 @@ func (u *UDPListener) serve(ctx context.Context, f *flow) {
 				return
 			}
 			f.touch()
-			if _, err := u.Conn.WriteToUDPAddrPort(buf[:n], f.src); err == nil {
-				add(u.Count.FromStream, n)
-			}
+			// Counted as it arrives from the tunnel, before it is passed
+			// on: a reply must never be counted before its request.
+			add(u.Count.FromStream, n)
+			_, _ = u.Conn.WriteToUDPAddrPort(buf[:n], f.src)
 		}
 	}()
 	var frame []byte
@@ -269,13 +270,14 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 				return
 			}
 			touch()
-			if _, err := conn.Write(buf[:n]); err == nil {
-				add(count.FromStream, n)
-			} else if !errors.Is(err, net.ErrClosed) {
-				// ECONNREFUSED from an earlier datagram and the like:
-				// UDP has no connection to lose; keep going.
-				continue
-			}
+			// Counted as it arrives from the tunnel, before it is passed
+			// on: the reply to it may come back and be counted as sent
+			// before conn.Write even returns.
+			add(count.FromStream, n)
+			// A failed write (ECONNREFUSED from an earlier datagram and
+			// the like) loses this datagram only: UDP has no connection
+			// to lose, so keep going.
+			_, _ = conn.Write(buf[:n])
 		}
 	}()
 	buf := make([]byte, proto.MaxDatagram)
