@@ -177,11 +177,14 @@ func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, er
 }
 
 // idleReader reads a relay's source with a pooled 64 KiB buffer while data
-// flows and gives the buffer back when the source runs dry, so that the
-// read that waits for the next data holds no large buffer. A read that
-// comes back short has drained what was there. A TCP source is then polled
-// for readability with no buffer at all; any other source is read into a
-// small buffer, and a read that fills it brings the large one back.
+// flows and gives the buffer back before a read that would wait, so that
+// an idle direction holds no large buffer. A TCP source is peeked at
+// before every read: if nothing is waiting, the buffer goes back and the
+// wait holds none. Any other source (a QUIC stream, stdin) cannot be
+// asked, so reads alternate: a read that fills the small buffer is
+// followed by one into the large buffer, and every read into the large
+// buffer by one into the small one — the large buffer is held across a
+// wait only when a burst ends exactly where a small read filled up.
 type idleReader struct {
 	src   io.Reader
 	rc    syscall.RawConn       // src's socket, if src is TCP
@@ -200,12 +203,14 @@ func newIdleReader(src io.Reader) *idleReader {
 			r.rc = rc
 			// Peek without waiting: true once data, the peer's FIN or an
 			// error is there. Checking before waiting means data that
-			// arrived earlier is never missed. An error (ECONNRESET) is
-			// reported by the kernel once, even to a peek, so it is kept
-			// for read to return. Made once, so waiting allocates nothing.
+			// arrived earlier is never missed; nothing there means a wait,
+			// so the large buffer goes back first. An error (ECONNRESET)
+			// is reported by the kernel once, even to a peek, so it is
+			// kept for read to return. Made once, so it allocates nothing.
 			r.poll = func(fd uintptr) bool {
 				_, _, err := unix.Recvfrom(int(fd), r.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 				if err == unix.EAGAIN || err == unix.EINTR {
+					r.release()
 					return false
 				}
 				if err != nil {
@@ -220,40 +225,41 @@ func newIdleReader(src io.Reader) *idleReader {
 
 // read returns the next chunk, valid until done is called.
 func (r *idleReader) read() ([]byte, error) {
-	if r.big == nil {
-		if r.rc == nil {
-			if r.small == nil {
-				r.small = make([]byte, smallSize)
-			}
-			n, err := r.src.Read(r.small)
-			r.size = len(r.small)
-			return r.small[:n], err
-		}
-		// Wait for data holding no buffer.
+	if r.rc != nil {
 		if err := r.rc.Read(r.poll); err != nil {
 			return nil, err
 		}
 		if r.err != nil {
 			return nil, r.err
 		}
-		r.big = getBuf()
+		if r.big == nil {
+			r.big = getBuf()
+		}
+	} else if r.big == nil {
+		if r.small == nil {
+			r.small = make([]byte, smallSize)
+		}
+		n, err := r.src.Read(r.small)
+		r.size = len(r.small)
+		return r.small[:n], err
 	}
 	n, err := r.src.Read(*r.big)
 	r.size = len(*r.big)
 	return (*r.big)[:n], err
 }
 
-// done is called once the last chunk (n bytes) has been written. A read
-// that filled its buffer means more is waiting: keep (or take) the large
-// buffer. A short one drained the source: give the large buffer back.
+// done is called once the last chunk (n bytes) has been written. For a
+// TCP source the peek before the next read decides. For any other, a read
+// that filled the small buffer means more is coming: take the large one;
+// after a read into the large one, give it back (see idleReader).
 func (r *idleReader) done(n int) {
-	if n == r.size {
-		if r.big == nil {
-			r.big = getBuf()
-		}
-		return
+	switch {
+	case r.rc != nil:
+	case r.big == nil && n == r.size:
+		r.big = getBuf()
+	default:
+		r.release()
 	}
-	r.release()
 }
 
 func (r *idleReader) release() {
