@@ -461,11 +461,13 @@ func (e *env) scaleTable(o options) (string, error) {
 	var rounds []round
 	for r := range 2 {
 		progress("scale: round %d, opening %d connections", r+1, o.scale)
-		failed, err := holdConnections(entry, o.scale)
+		var cPeak, sPeak int
+		failed, err := holdConnections(entry, o.scale, 1, 0, func() {
+			cPeak, sPeak = rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)
+		})
 		if err != nil {
 			return "", err
 		}
-		cPeak, sPeak := rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)
 		// holdConnections closed them; give both ends time to unwind.
 		time.Sleep(3 * time.Second)
 		rounds = append(rounds, round{failed, cPeak, sPeak, rssKiB(cmd.Process.Pid), rssKiB(e.qpPID)})
@@ -473,6 +475,8 @@ func (e *env) scaleTable(o options) (string, error) {
 	perConn := func(peak, base int) float64 { return float64(peak-base) / float64(o.scale) }
 
 	sessPer, sessErr := e.sessions(o.sessions, echo)
+	busyN := min(o.scale, 2000)
+	busyC, busyS, busyErr := e.idleAfterTraffic(echo, busyN)
 	var b strings.Builder
 	b.WriteString("### Scale (quicport LPF, one session; two rounds of open, one message each, hold, close)\n\n")
 	b.WriteString("| round | connections | failed | client KiB/conn | server KiB/conn | client RSS held / after close (MiB) | server RSS held / after close (MiB) |\n|---|---|---|---|---|---|---|\n")
@@ -481,6 +485,11 @@ func (e *env) scaleTable(o options) (string, error) {
 			perConn(r.cPeak, cBase), perConn(r.sPeak, sBase), mib(r.cPeak), mib(r.cAfter), mib(r.sPeak), mib(r.sAfter))
 	}
 	fmt.Fprintf(&b, "\nRSS before the first round: client %.0f MiB, server %.0f MiB.\n\n", mib(cBase), mib(sBase))
+	if busyErr != nil {
+		fmt.Fprintf(&b, "Idle after traffic: %v\n\n", busyErr)
+	} else {
+		fmt.Fprintf(&b, "Idle after traffic (a fresh server and client): %d connections that each echoed 256 KiB, 50 at a time, then sat idle: %.1f KiB client, %.1f KiB server RSS per connection.\n\n", busyN, busyC, busyS)
+	}
 	if sessErr != nil {
 		fmt.Fprintf(&b, "Sessions: %v\n\n", sessErr)
 	} else {
@@ -491,10 +500,11 @@ func (e *env) scaleTable(o options) (string, error) {
 
 // holdConnections opens n connections through entry one by one, each
 // exchanging one byte (so each is established end to end without flooding
-// the far side's listen backlog), then has all of them exchange one message
-// at once, waits a second, and closes them. It returns how many failed the
-// concurrent exchange.
-func holdConnections(entry string, n int) (int, error) {
+// the far side's listen backlog), then has them echo payload bytes —
+// parallel at a time, or all at once if 0 — lets them sit idle for a
+// second, calls held, and closes them. It returns how many failed the
+// exchange.
+func holdConnections(entry string, n, payload, parallel int, held func()) (int, error) {
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -518,22 +528,27 @@ func holdConnections(entry string, n int) (int, error) {
 	}
 	var wg sync.WaitGroup
 	var failed atomic.Int64
+	data := make([]byte, payload) // shared, only read
+	if parallel == 0 {
+		parallel = n
+	}
+	slots := make(chan struct{}, parallel)
 	for _, c := range conns {
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
-			c.SetDeadline(time.Now().Add(60 * time.Second))
-			if _, err := c.Write(msg); err != nil {
-				failed.Add(1)
-				return
-			}
-			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			defer func() { <-slots }()
+			c.SetDeadline(time.Now().Add(2 * time.Minute))
+			go c.Write(data) // a failed write shows as a short echo
+			if got, err := io.CopyN(io.Discard, c, int64(payload)); err != nil || got != int64(payload) {
 				failed.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	time.Sleep(time.Second)
+	held()
 	return int(failed.Load()), nil
 }
 
@@ -598,4 +613,40 @@ func helper(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
+}
+
+// idleAfterTraffic starts a fresh server and a fresh client (memory that
+// earlier rounds freed would otherwise be reused unseen) and holds n
+// connections through them that each echoed 256 KiB, 50 at a time, before
+// going idle: what a connection that once carried a transfer keeps
+// holding. It returns client and server (data plane) RSS per connection.
+func (e *env) idleAfterTraffic(echo string, n int) (client, server float64, err error) {
+	srv, addr, dpPID, err := e.launchServer(filepath.Join(e.dir, "after-traffic"))
+	if srv != nil {
+		defer stop(srv)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	entry := fmt.Sprintf("127.0.0.1:%d", freePort())
+	cmd, err := e.quicportClient(addr, []string{"-L", entry, "-R", echo})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop(cmd)
+	if err := waitTCP(entry); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(500 * time.Millisecond)
+	cBase, sBase := rssKiB(cmd.Process.Pid), rssKiB(dpPID)
+	progress("scale: %d connections, 256 KiB each, then idle", n)
+	var cHeld, sHeld int
+	failed, err := holdConnections(entry, n, 256<<10, 50, func() { cHeld, sHeld = rssKiB(cmd.Process.Pid), rssKiB(dpPID) })
+	if err != nil {
+		return 0, 0, err
+	}
+	if failed > 0 {
+		return 0, 0, fmt.Errorf("%d of %d connections failed their echo", failed, n)
+	}
+	return float64(cHeld-cBase) / float64(n), float64(sHeld-sBase) / float64(n), nil
 }
