@@ -41,8 +41,8 @@ type Conn interface {
 
 // bufSize is the copy buffer per direction while data flows: 64 KiB moves
 // bulk data in few system calls. Buffers are pooled, and a direction holds
-// one only while it is busy (see idleReader), so an idle connection holds
-// none, even after a bulk transfer.
+// one only while it is busy, so an idle connection holds none, even after
+// a bulk transfer (but for one rare case, see idleReader).
 const bufSize = 64 << 10
 
 // smallSize is the buffer a direction reading something it cannot poll (a
