@@ -136,9 +136,12 @@ func waitTCP(addr string) error {
 
 // runQuicport starts quicport with args, the bench's XDG directories, and
 // its output on stderr. The caller owns the process.
-func (e *env) runQuicport(args ...string) (*exec.Cmd, error) {
+func (e *env) runQuicport(args ...string) (*exec.Cmd, error) { return e.runQuicportIn(e.dir, args...) }
+
+// runQuicportIn is runQuicport with the XDG directories under dir.
+func (e *env) runQuicportIn(dir string, args ...string) (*exec.Cmd, error) {
 	cmd := helper(e.quicport, append([]string{"--log-level", "warn"}, args...)...)
-	cmd.Env = e.quicportEnv()
+	cmd.Env = quicportEnvIn(dir)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -169,10 +172,8 @@ func (e *env) launchServer(dir string) (*exec.Cmd, string, int, error) {
 	// The scale scenario opens 10,000 connections and 500 sessions as fast
 	// as it can: lift the connection rate and handshake limits, which are
 	// not what is measured.
-	cmd := helper(e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", addr, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
-	cmd.Env = quicportEnvIn(dir)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := e.runQuicportIn(dir, "server", "--no-api", "--listen", addr, "--psk-file", e.psk, "--conn-rate", "1000000", "--max-unauthenticated", "100000")
+	if err != nil {
 		return nil, "", 0, err
 	}
 	// The server is a control plane; clients are served by its data plane,
