@@ -49,8 +49,8 @@ func (s *session) dial(ctx context.Context) error {
 		}
 		var ie *quic.IdleTimeoutError
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
-			if refused.Load() > 0 {
-				return fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", cfg.Server, refused.Load(), cfg.Timeout)
+			if n := refused.Load(); n > 0 {
+				return fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", cfg.Server, n, cfg.Timeout)
 			}
 			return fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", cfg.Server, cfg.Timeout)
 		}
