@@ -30,6 +30,7 @@ type env struct {
 	dir      string
 	quicport string
 	rawquic  string
+	singBox  string // "" when its rows are left out
 	psk      string
 	procs    []*exec.Cmd
 

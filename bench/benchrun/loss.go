@@ -27,7 +27,7 @@ const (
 	nearIP = "198.18.213.1" // this namespace's end (RFC 2544 benchmarking range)
 	farIP  = "198.18.213.2" // the server host's end
 
-	farEcho, farIperf, farQuicport, farSSH, farRawQUIC = 7000, 5201, 4433, 2222, 4440
+	farEcho, farIperf, farQuicport, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 2222, 4440, 4450
 )
 
 // farHost is the server side of the loss scenario: its namespace, the
@@ -240,6 +240,11 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 		e.quicportPath("quicport LPF", qpServer, false),
 		e.ssh("ssh -L", "-L", "", farIP, farSSH),
 		e.rawQUIC(far.prefix(), farIP, farRawQUIC),
+	}
+	if e.singBox != "" {
+		for i, sb := range singBoxProtocols {
+			paths = append(paths, e.singBoxPath(sb[0], sb[1], far.prefix(), farIP, farSingBox+10*i))
+		}
 	}
 	for _, p := range paths {
 		progress("loss: setting up %s", p.name)

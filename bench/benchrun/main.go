@@ -1,7 +1,8 @@
 // Command benchrun measures quicport against a direct connection, OpenSSH
-// port forwarding and a bare quic-go forwarder, all on loopback in one
-// invocation, and prints the results as markdown with ratios to the direct
-// baseline and to `ssh -L`. bench/run is its entry point.
+// port forwarding, a bare quic-go forwarder and sing-box's QUIC tunnels
+// (Hysteria 2, TUIC), all on loopback in one invocation, and prints the
+// results as markdown with ratios to the direct baseline and to `ssh -L`.
+// bench/run is its entry point.
 package main
 
 import (
@@ -30,6 +31,7 @@ type options struct {
 	sessions int
 	loss     float64
 	udpRates []string
+	singBox  string
 	out      string
 	only     map[string]bool
 }
@@ -47,6 +49,7 @@ func main() {
 	flag.Float64Var(&o.loss, "loss", 1, "percent of packets the loss scenario's link drops in each direction (needs root, ip and nft)")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
 	serveEcho := flag.String("serve-echo", "", "internal: run a TCP echo server on this address (a child process for the scale scenario, with its own fd limit)")
+	flag.StringVar(&o.singBox, "sing-box", "", "sing-box binary for the other QUIC tunnel's rows (default: build "+singBoxModule+" once into the user cache; \"none\" leaves the rows out)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
 	flag.Parse()
 	if *serveEcho != "" {
@@ -85,6 +88,15 @@ func run(o options) error {
 		return err
 	}
 	defer env.close()
+	if o.singBox != "none" {
+		if err := env.findSingBox(o.singBox); err != nil {
+			// Under CI a missing peer is a failure, never a silent skip.
+			if os.Getenv("CI") == "true" {
+				return err
+			}
+			progress("sing-box rows left out: %v", err)
+		}
+	}
 
 	var md section
 	fmt.Fprintf(&md, "Run %s on %s: %d CPUs, kernel %s, %s. Medians of %d runs; %s per throughput run.\n\n",
@@ -109,6 +121,11 @@ func run(o options) error {
 		env.ssh("ssh -L aes128-gcm", "-L", "aes128-gcm@openssh.com", "127.0.0.1", env.sshPort),
 		env.ssh("ssh -R", "-R", "", "127.0.0.1", env.sshPort),
 		env.rawQUIC(nil, "127.0.0.1", 0),
+	}
+	if env.singBox != "" {
+		for _, sb := range singBoxProtocols {
+			paths = append(paths, env.singBoxPath(sb[0], sb[1], nil, "127.0.0.1", 0))
+		}
 	}
 	for _, p := range paths {
 		progress("setting up %s", p.name)
