@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/quicport/quicport/internal/auth"
@@ -47,6 +46,7 @@ func newEnv() (*env, error) {
 		return nil, err
 	}
 	e := &env{dir: dir, psk: filepath.Join(dir, "psk")}
+	onInterrupt(func() { os.RemoveAll(dir) })
 	for _, need := range []string{"iperf3", "ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(need); err != nil {
 			return nil, fmt.Errorf("%s not found: apt-get install iperf3 openssh-client openssh-server", need)
@@ -607,14 +607,6 @@ func (e *env) sessions(n int, echo string) (float64, error) {
 		return 0, firstErr
 	}
 	return float64(peak-base) / float64(n), nil
-}
-
-// helper is exec.Command for the processes a run keeps going: they die with
-// benchrun, even when it is killed, instead of lingering.
-func helper(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	return cmd
 }
 
 // idleAfterTraffic starts a fresh server and a fresh client (memory that

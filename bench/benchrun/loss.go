@@ -5,13 +5,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 )
 
 // The loss scenario needs what loopback cannot give: a link that loses
@@ -104,7 +102,8 @@ func (f *farHost) setLoss(percent float64) error {
 }
 
 // close stops the far servers and removes the namespace, the veth pair
-// and the drop rules. It may run twice (a signal, then the deferred call).
+// and the drop rules. It may run twice (the deferred call, then an
+// interrupt).
 func (f *farHost) close() {
 	f.cleanOnce.Do(func() {
 		for _, c := range f.procs {
@@ -143,15 +142,7 @@ func (e *env) lossTable(o options) (string, error) {
 		return "", fmt.Errorf("loss: %w", err)
 	}
 	// Whatever ends the run, the namespace and drop rules must not outlive it.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer func() { signal.Stop(sigs); close(sigs) }()
-	go func() {
-		if _, ok := <-sigs; ok {
-			far.close()
-			os.Exit(1)
-		}
-	}()
+	onInterrupt(far.close)
 	defer far.close()
 
 	paths, err := e.farPaths(far)

@@ -83,6 +83,7 @@ func (o options) want(s string) bool { return o.only == nil || o.only[s] }
 
 func run(o options) error {
 	raiseFDLimit()
+	catchInterrupts()
 	env, err := newEnv()
 	if err != nil {
 		return err
