@@ -3,6 +3,7 @@
 package integration
 
 // raceSlowdown widens bounds on timings that compare a loaded and an
-// unloaded run in one process: under the race detector the load generator's
-// own (instrumented) code competes for the same two cores.
+// unloaded run: under the race detector the server's own code, which the
+// load exercises, runs several times slower, so the same load costs it
+// several times more CPU than in a normal build.
 const raceSlowdown = 1.5
