@@ -27,7 +27,7 @@ func (l leakChecked) Run() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	stop := testutil.Watchdog(8 * time.Minute)
+	stop := testutil.Watchdog(9*time.Minute + 30*time.Second)
 	code := l.m.Run()
 	stop()
 	if code == 0 {

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	stop := testutil.Watchdog(8 * time.Minute)
+	stop := testutil.Watchdog(9*time.Minute + 30*time.Second)
 	code := m.Run()
 	stop()
 	if code == 0 {
