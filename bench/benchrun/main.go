@@ -299,6 +299,20 @@ func bulkTable(o options, paths []*path) string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	// The bulk target compares quicport with the QUIC tunnels, not ssh.
+	for _, qp := range []string{"quicport LPF", "quicport RPF"} {
+		fmt.Fprintf(&b, "%s against raw quic-go / the best other QUIC tunnel:", qp)
+		for i, c := range cases {
+			best := 0.0
+			for _, p := range paths {
+				if strings.HasPrefix(p.name, "sing-box") {
+					best = max(best, res[p.name][i])
+				}
+			}
+			fmt.Fprintf(&b, " %s %s / %s;", c.name, ratio(res[qp][i], res["raw quic-go"][i]), ratio(res[qp][i], best))
+		}
+		b.WriteString("\n\n")
+	}
 	return b.String()
 }
 
@@ -441,6 +455,28 @@ func latencyTable(o options, paths []*path) string {
 			r.idle50-d.idle50, ratio(r.idle50-d.idle50, ssh.idle50-d.idle50), r.bulk50, r.bulk99, ratio(r.bulk99, ssh.bulk99), r.set50, ratio(r.set50, ssh.set50), r.set99)
 	}
 	b.WriteString("\n")
+	// The same three measures against the best (lowest) of the other QUIC
+	// tunnels; below 1.00x quicport is ahead.
+	var best row
+	found := false
+	for _, p := range paths {
+		if !strings.HasPrefix(p.name, "sing-box") {
+			continue
+		}
+		r := rows[p.name]
+		if !found {
+			best, found = r, true
+		}
+		best.idle50, best.bulk99, best.set50 = min(best.idle50, r.idle50), min(best.bulk99, r.bulk99), min(best.set50, r.set50)
+	}
+	if !found {
+		return b.String()
+	}
+	for _, qp := range []string{"quicport LPF", "quicport RPF"} {
+		r := rows[qp]
+		fmt.Fprintf(&b, "%s against the best other QUIC tunnel: p50 overhead %s, p99 under bulk %s, setup p50 %s.\n\n", qp,
+			ratio(r.idle50-d.idle50, best.idle50-d.idle50), ratio(r.bulk99, best.bulk99), ratio(r.set50, best.set50))
+	}
 	return b.String()
 }
 
