@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -103,7 +104,6 @@ func (e *env) singBoxCert() error {
 // that runs it in another network namespace).
 func (e *env) singBoxPath(name, protocol string, prefix []string, ip string, port int) *path {
 	p := &path{name: name}
-	n := 0
 	p.setup = func(dest string) (string, error) {
 		qport := port
 		if qport == 0 {
@@ -111,7 +111,6 @@ func (e *env) singBoxPath(name, protocol string, prefix []string, ip string, por
 		} else {
 			port++
 		}
-		n++
 		dir := filepath.Join(e.dir, "sing-box")
 		tls := map[string]any{"enabled": true, "alpn": []string{"h3"}}
 		user := map[string]any{"password": "benchmark-password-0123456789"}
@@ -142,7 +141,7 @@ func (e *env) singBoxPath(name, protocol string, prefix []string, ip string, por
 			cfg    map[string]any
 			prefix []string
 			file   string
-		}{{server, prefix, fmt.Sprintf("%s-server-%d.json", protocol, n)}, {client, nil, fmt.Sprintf("%s-client-%d.json", protocol, n)}} {
+		}{{server, prefix, fmt.Sprintf("%s-server-%s-%d.json", protocol, ip, qport)}, {client, nil, fmt.Sprintf("%s-client-%s-%d.json", protocol, ip, qport)}} {
 			b, _ := json.Marshal(side.cfg)
 			file := filepath.Join(dir, side.file)
 			if err := os.WriteFile(file, b, 0o600); err != nil {
@@ -165,12 +164,7 @@ func (e *env) singBoxPath(name, protocol string, prefix []string, ip string, por
 
 // merge returns a copy of a with b's keys added.
 func merge(a, b map[string]any) map[string]any {
-	m := make(map[string]any, len(a)+len(b))
-	for k, v := range a {
-		m[k] = v
-	}
-	for k, v := range b {
-		m[k] = v
-	}
+	m := maps.Clone(a)
+	maps.Copy(m, b)
 	return m
 }
