@@ -232,11 +232,7 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 		e.ssh("ssh -L", "-L", "", farIP, farSSH),
 		e.rawQUIC(far.prefix(), farIP, farRawQUIC),
 	}
-	if e.singBox != "" {
-		for i, sb := range singBoxProtocols {
-			paths = append(paths, e.singBoxPath(sb[0], sb[1], far.prefix(), farIP, farSingBox+10*i))
-		}
-	}
+	paths = append(paths, e.singBoxPaths(far.prefix(), farIP, farSingBox)...)
 	for _, p := range paths {
 		progress("loss: setting up %s", p.name)
 		if p.iperf, err = p.setup(iperf); err != nil {

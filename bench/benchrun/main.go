@@ -123,11 +123,7 @@ func run(o options) error {
 		env.ssh("ssh -R", "-R", "", "127.0.0.1", env.sshPort),
 		env.rawQUIC(nil, "127.0.0.1", 0),
 	}
-	if env.singBox != "" {
-		for _, sb := range singBoxProtocols {
-			paths = append(paths, env.singBoxPath(sb[0], sb[1], nil, "127.0.0.1", 0))
-		}
-	}
+	paths = append(paths, env.singBoxPaths(nil, "127.0.0.1", 0)...)
 	for _, p := range paths {
 		progress("setting up %s", p.name)
 		if p.iperf, err = p.setup(iperf); err != nil {
@@ -300,16 +296,18 @@ func bulkTable(o options, paths []*path) string {
 	}
 	b.WriteString("\n")
 	// The bulk target compares quicport with the QUIC tunnels, not ssh.
+	best := make([]float64, len(cases)) // the other QUIC tunnels' best per case
+	for _, p := range paths {
+		if strings.HasPrefix(p.name, "sing-box") {
+			for i := range cases {
+				best[i] = max(best[i], res[p.name][i])
+			}
+		}
+	}
 	for _, qp := range []string{"quicport LPF", "quicport RPF"} {
 		fmt.Fprintf(&b, "%s against raw quic-go / the best other QUIC tunnel:", qp)
 		for i, c := range cases {
-			best := 0.0
-			for _, p := range paths {
-				if strings.HasPrefix(p.name, "sing-box") {
-					best = max(best, res[p.name][i])
-				}
-			}
-			fmt.Fprintf(&b, " %s %s / %s;", c.name, ratio(res[qp][i], res["raw quic-go"][i]), ratio(res[qp][i], best))
+			fmt.Fprintf(&b, " %s %s / %s;", c.name, ratio(res[qp][i], res["raw quic-go"][i]), ratio(res[qp][i], best[i]))
 		}
 		b.WriteString("\n\n")
 	}

@@ -31,8 +31,24 @@ import (
 // the Go module proxy this harness builds from.
 const singBoxModule = "github.com/sagernet/sing-box/cmd/sing-box@v1.14.1"
 
-// singBoxProtocols are the sing-box rows: name in the tables, protocol.
-var singBoxProtocols = [][2]string{{"sing-box hysteria2", "hysteria2"}, {"sing-box tuic", "tuic"}}
+// singBoxPaths returns the sing-box rows, Hysteria 2 and TUIC, or none
+// when sing-box is left out. Their servers listen on ip (ports from port
+// up, 10 apart per protocol; 0 picks free ones on loopback) and run with
+// prefix, as in singBoxPath.
+func (e *env) singBoxPaths(prefix []string, ip string, port int) []*path {
+	if e.singBox == "" {
+		return nil
+	}
+	var paths []*path
+	for i, protocol := range []string{"hysteria2", "tuic"} {
+		p := port
+		if p != 0 {
+			p += 10 * i
+		}
+		paths = append(paths, e.singBoxPath("sing-box "+protocol, protocol, prefix, ip, p))
+	}
+	return paths
+}
 
 // findSingBox sets e.singBox: the binary at want, or when want is empty one
 // built (once per version, in the user's cache directory) from
