@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
@@ -27,7 +27,8 @@ func (l leakChecked) Run() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	stop := testutil.Watchdog(9*time.Minute + 30*time.Second)
+	flag.Parse() // the watchdog reads -test.timeout
+	stop := testutil.Watchdog()
 	code := l.m.Run()
 	stop()
 	if code == 0 {

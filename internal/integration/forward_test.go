@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -38,7 +39,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	stop := testutil.Watchdog(9*time.Minute + 30*time.Second)
+	flag.Parse() // the watchdog reads -test.timeout
+	stop := testutil.Watchdog()
 	code := m.Run()
 	stop()
 	if code == 0 {
