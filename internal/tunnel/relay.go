@@ -46,8 +46,15 @@ type Conn interface {
 const bufSize = 64 << 10
 
 // smallSize is the buffer a direction reading something it cannot poll (a
-// QUIC stream, stdin) keeps for its next read while idle.
-const smallSize = 4 << 10
+// QUIC stream, stdin) keeps for its next read while idle. Every idle
+// tunneled connection holds one on each tunnel end, so it is small (4 KiB
+// cost 3 KiB more per connection and side): a keystroke or a short request
+// fits, and a read that fills it switches to the 64 KiB buffer. It is one
+// byte short of 1 KiB because every burst starts with a read into it: a
+// burst then ends exactly where a read filled up — which would hold the
+// large buffer across the wait that follows — only if its size is 1,023
+// plus a multiple of 64 KiB, never a round size like 1 KiB or 1 MiB.
+const smallSize = 1<<10 - 1
 
 var (
 	bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
@@ -181,10 +188,14 @@ func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, er
 // an idle direction holds no large buffer. A TCP source is peeked at
 // before every read: if nothing is waiting, the buffer goes back and the
 // wait holds none. Any other source (a QUIC stream, stdin) cannot be
-// asked, so reads alternate: a read that fills the small buffer is
-// followed by one into the large buffer, and every read into the large
-// buffer by one into the small one — the large buffer is held across a
-// wait only when a burst ends exactly where a small read filled up.
+// asked, so the last read decides: one that filled its buffer, small or
+// large, means more is very likely waiting, and the next read goes into
+// the large buffer; one that did not fill it means the source has run dry
+// for now, and the next read goes into the small one. A direction that
+// moves data faster than it arrives alternates between the two; one whose
+// writer is slower than its source reads full 64 KiB chunks. The large
+// buffer is held across a wait only when a burst ends exactly where a
+// read filled up (see smallSize).
 type idleReader struct {
 	src   io.Reader
 	rc    syscall.RawConn       // src's socket, if src is TCP
@@ -235,28 +246,34 @@ func (r *idleReader) read() ([]byte, error) {
 		if r.big == nil {
 			r.big = getBuf()
 		}
-	} else if r.big == nil {
-		if r.small == nil {
-			r.small = make([]byte, smallSize)
-		}
-		n, err := r.src.Read(r.small)
-		r.size = len(r.small)
-		return r.small[:n], err
+		n, err := r.src.Read(*r.big)
+		return (*r.big)[:n], err
 	}
-	n, err := r.src.Read(*r.big)
-	r.size = len(*r.big)
-	return (*r.big)[:n], err
+	buf := r.small
+	switch {
+	case r.big != nil:
+		buf = *r.big
+	case buf == nil:
+		r.small = make([]byte, smallSize)
+		buf = r.small
+	}
+	n, err := r.src.Read(buf)
+	r.size = len(buf)
+	return buf[:n], err
 }
 
 // done is called once the last chunk (n bytes) has been written. For a
 // TCP source the peek before the next read decides. For any other, a read
-// that filled the small buffer means more is coming: take the large one;
-// after a read into the large one, give it back (see idleReader).
+// that filled its buffer means more is coming: read into the large one
+// next; a read that did not means the source ran dry: give it back (see
+// idleReader).
 func (r *idleReader) done(n int) {
 	switch {
 	case r.rc != nil:
-	case r.big == nil && n == r.size:
-		r.big = getBuf()
+	case n == r.size:
+		if r.big == nil {
+			r.big = getBuf()
+		}
 	default:
 		r.release()
 	}

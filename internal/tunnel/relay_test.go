@@ -234,6 +234,31 @@ func BenchmarkRelay(b *testing.B) {
 			}
 		})
 	}
+	// The other direction, stream to TCP, where the relay cannot poll its
+	// source and alternates small and large reads (see idleReader).
+	for _, mode := range []string{"from-stream-baseline-io.Copy", "from-stream-Relay"} {
+		b.Run(mode, func(b *testing.B) {
+			cs, ss := quicPair(b)
+			app, relayEnd := tcpPair(b)
+			go func() {
+				if mode == "from-stream-Relay" {
+					Relay(relayEnd, ss, Counters{})
+				} else {
+					io.Copy(relayEnd, ss)
+				}
+			}()
+			go io.Copy(io.Discard, app)
+			buf := make([]byte, chunk)
+			b.SetBytes(chunk)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := cs.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // A connection that moved a bulk transfer and then went idle holds no
@@ -293,6 +318,50 @@ func TestIdleRelayHoldsNoLargeBuffer(t *testing.T) {
 	for i, e := range ends {
 		if err := move(e.app, e.cs, byte(200+i)); err != nil {
 			t.Fatalf("connection %d after idling: %v", i, err)
+		}
+	}
+}
+
+// readyThenWait is a source that always has a full read ready — a stream
+// whose writer ran far ahead of a slow TCP consumer — until its data is
+// gone, and then waits for more, as an idle stream does.
+type readyThenWait struct {
+	data    []byte
+	waiting chan struct{} // closed once a read waits past the data
+	more    chan struct{} // closed to end the wait (with EOF)
+}
+
+func (r *readyThenWait) Read(p []byte) (int, error) {
+	if len(r.data) > 0 {
+		n := copy(p, r.data)
+		r.data = r.data[n:]
+		return n, nil
+	}
+	close(r.waiting)
+	<-r.more
+	return 0, io.EOF
+}
+
+// Whatever a transfer's size, the wait after it holds no 64 KiB buffer —
+// also when every read found a full buffer's worth ready and the size is
+// a multiple of 64 KiB, so the last read could end exactly where the
+// buffer does.
+func TestWaitAfterFullReadsHoldsNoLargeBuffer(t *testing.T) {
+	for _, size := range []int{1 << 20, 64 << 10, 1<<20 + 1, 3 << 16, 4 << 10, 1 << 10, 512, 1} {
+		before := bufsHeld.Load()
+		src := &readyThenWait{data: make([]byte, size), waiting: make(chan struct{}), more: make(chan struct{})}
+		done := make(chan int64)
+		go func() {
+			n, _ := copyBuf(io.Discard, src, nil)
+			done <- n
+		}()
+		<-src.waiting
+		if held := bufsHeld.Load() - before; held != 0 {
+			t.Errorf("%d bytes, then a wait: %d large buffers held", size, held)
+		}
+		close(src.more)
+		if n := <-done; n != int64(size) {
+			t.Errorf("copied %d bytes of %d", n, size)
 		}
 	}
 }
