@@ -584,7 +584,13 @@ func (e *env) sessions(n int, echo string) (float64, error) {
 			defer wg.Done()
 			src, _ := proto.ParseAddr("127.0.0.1:0", true, true)
 			var once sync.Once
+			// Like the CLI's clients, these retry a refused attempt: with
+			// hundreds of handshakes at once on a busy host, quic-go's
+			// queue of 32 connections waiting for Accept can overflow,
+			// and the connections it refuses would otherwise end the
+			// measurement.
 			err := client.Run(ctx, client.Config{
+				Reconnect: true, MaxAttempts: 5,
 				Server: addr, Auth: auth.ClientConfig{PSK: auth.PSK(psk)}, Insecure: true,
 				TOFU:    tlsid.TOFU{Out: io.Discard},
 				Forward: client.Forward{Source: src, Dest: dest},

@@ -22,30 +22,38 @@ import (
 // for TCP and QUIC alike; nftables drops a share of them at the ingress of
 // each end.
 const (
-	nearIP = "198.18.213.1" // this namespace's end (RFC 2544 benchmarking range)
-	farIP  = "198.18.213.2" // the server host's end
+	// This namespace's end and the server host's end of each scenario's
+	// link (RFC 2544 benchmarking range).
+	nearIP, farIP       = "198.18.213.1", "198.18.213.2"
+	wanNearIP, wanFarIP = "198.18.214.1", "198.18.214.2"
 
 	farEcho, farIperf, farQuicport, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 2222, 4440, 4450
 )
 
-// farHost is the server side of the loss scenario: its namespace, the
-// veth pair to it and the servers running there.
+// farHost is the server side of the loss and WAN scenarios: its
+// namespace, the link to it (a veth pair, or the wire's TUN devices) and
+// the servers running there.
 type farHost struct {
-	ns, veth, table string
-	procs           []*exec.Cmd
-	cleanOnce       sync.Once
+	ns    string
+	link  string // this namespace's end of the link
+	table string // the loss scenario's nftables table
+	// nearIP is the link's address here, farIP the far host's.
+	nearIP, farIP string
+	procs         []*exec.Cmd
+	cleanOnce     sync.Once
 }
 
 func newFarHost() (*farHost, error) {
 	pid := os.Getpid()
-	f := &farHost{ns: fmt.Sprintf("quicport-bench-%d", pid), veth: fmt.Sprintf("qpb%d", pid), table: fmt.Sprintf("quicport_bench_%d", pid)}
-	peer := f.veth + "f"
+	f := &farHost{ns: fmt.Sprintf("quicport-bench-%d", pid), link: fmt.Sprintf("qpb%d", pid), table: fmt.Sprintf("quicport_bench_%d", pid),
+		nearIP: nearIP, farIP: farIP}
+	peer := f.link + "f"
 	steps := [][]string{
 		{"ip", "netns", "add", f.ns},
-		{"ip", "link", "add", f.veth, "gso_max_segs", "1", "type", "veth", "peer", "name", peer, "gso_max_segs", "1", "netns", f.ns},
-		{"ip", "addr", "add", nearIP + "/30", "dev", f.veth},
-		{"ip", "link", "set", f.veth, "up"},
-		{"ip", "-n", f.ns, "addr", "add", farIP + "/30", "dev", peer},
+		{"ip", "link", "add", f.link, "gso_max_segs", "1", "type", "veth", "peer", "name", peer, "gso_max_segs", "1", "netns", f.ns},
+		{"ip", "addr", "add", f.nearIP + "/30", "dev", f.link},
+		{"ip", "link", "set", f.link, "up"},
+		{"ip", "-n", f.ns, "addr", "add", f.farIP + "/30", "dev", peer},
 		{"ip", "-n", f.ns, "link", "set", peer, "up"},
 		{"ip", "-n", f.ns, "link", "set", "lo", "up"},
 	}
@@ -89,8 +97,8 @@ func (f *farHost) setLoss(percent float64) error {
 		argv   []string
 		script string
 	}{
-		{[]string{"nft", "-f", "-"}, table(f.veth)},
-		{append(f.prefix(), "nft", "-f", "-"), table(f.veth + "f")},
+		{[]string{"nft", "-f", "-"}, table(f.link)},
+		{append(f.prefix(), "nft", "-f", "-"), table(f.link + "f")},
 	} {
 		cmd := exec.Command(side.argv[0], side.argv[1:]...)
 		cmd.Stdin = strings.NewReader(side.script)
@@ -101,17 +109,21 @@ func (f *farHost) setLoss(percent float64) error {
 	return nil
 }
 
-// close stops the far servers and removes the namespace, the veth pair
-// and the drop rules. It may run twice (the deferred call, then an
-// interrupt).
+// close stops the far servers (and the wire, whose TUN devices go with
+// it) and removes the namespace, the veth pair and the drop rules. It may
+// run twice (the deferred call, then an interrupt).
 func (f *farHost) close() {
 	f.cleanOnce.Do(func() {
-		for _, c := range f.procs {
+		// Last started, first stopped: the wire (the first) carries the
+		// servers' goodbyes.
+		for _, c := range slices.Backward(f.procs) {
 			stop(c)
 		}
-		_ = exec.Command("nft", "delete", "table", "netdev", f.table).Run()
+		if f.table != "" {
+			_ = exec.Command("nft", "delete", "table", "netdev", f.table).Run()
+		}
 		_ = exec.Command("ip", "netns", "del", f.ns).Run()
-		_ = exec.Command("ip", "link", "del", f.veth).Run()
+		_ = exec.Command("ip", "link", "del", f.link).Run()
 	})
 }
 
@@ -201,20 +213,20 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	echo := net.JoinHostPort(farIP, strconv.Itoa(farEcho))
-	iperf := net.JoinHostPort(farIP, strconv.Itoa(farIperf))
-	qpServer := net.JoinHostPort(farIP, strconv.Itoa(farQuicport))
-	farDir := filepath.Join(e.dir, "far")
+	echo := net.JoinHostPort(far.farIP, strconv.Itoa(farEcho))
+	iperf := net.JoinHostPort(far.farIP, strconv.Itoa(farIperf))
+	qpServer := net.JoinHostPort(far.farIP, strconv.Itoa(farQuicport))
+	farDir := filepath.Join(e.dir, far.ns)
 	if err := far.start(os.Environ(), self, "-serve-echo", echo); err != nil {
 		return nil, err
 	}
-	if err := far.start(os.Environ(), "iperf3", "-s", "-B", farIP, "-p", strconv.Itoa(farIperf)); err != nil {
+	if err := far.start(os.Environ(), "iperf3", "-s", "-B", far.farIP, "-p", strconv.Itoa(farIperf)); err != nil {
 		return nil, err
 	}
 	if err := far.start(quicportEnvIn(farDir), e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", qpServer, "--psk-file", e.psk); err != nil {
 		return nil, err
 	}
-	sshd, err := e.runSSHD(far.prefix(), farIP, farSSH)
+	sshd, err := e.runSSHD(far.prefix(), far.farIP, farSSH)
 	if sshd != nil {
 		far.procs = append(far.procs, sshd)
 	}
@@ -229,12 +241,12 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 	paths := []*path{
 		direct(),
 		e.quicportPath("quicport LPF", qpServer, false),
-		e.ssh("ssh -L", "-L", "", farIP, farSSH),
-		e.rawQUIC(far.prefix(), farIP, farRawQUIC),
+		e.ssh("ssh -L", "-L", "", far.farIP, farSSH),
+		e.rawQUIC(far.prefix(), far.farIP, farRawQUIC),
 	}
-	paths = append(paths, e.singBoxPaths(far.prefix(), farIP, farSingBox)...)
+	paths = append(paths, e.singBoxPaths(far.prefix(), far.farIP, farSingBox)...)
 	for _, p := range paths {
-		progress("loss: setting up %s", p.name)
+		progress("%s: setting up %s", far.ns, p.name)
 		if p.iperf, err = p.setup(iperf); err != nil {
 			return paths, fmt.Errorf("%s: %w", p.name, err)
 		}

@@ -30,6 +30,7 @@ type options struct {
 	scale    int
 	sessions int
 	loss     float64
+	wanDelay time.Duration
 	udpRates []string
 	singBox  string
 	out      string
@@ -39,7 +40,7 @@ type options struct {
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "smallest configuration (seconds): proves the harness works, measures nothing useful")
-	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,loss,slow,udp,scale (default all)")
+	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,loss,wan,slow,udp,scale (default all)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per measurement; the table shows medians")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each throughput run")
 	flag.IntVar(&o.pings, "pings", 2000, "ping-pongs per latency run")
@@ -47,11 +48,21 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 10000, "concurrent idle connections in the scale scenario")
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
 	flag.Float64Var(&o.loss, "loss", 1, "percent of packets the loss scenario's link drops in each direction (needs root, ip and nft)")
+	flag.DurationVar(&o.wanDelay, "wan-delay", wanDelayDefault, "one-way delay of the WAN scenario's link (needs root, ip and /dev/net/tun)")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
 	serveEcho := flag.String("serve-echo", "", "internal: run a TCP echo server on this address (a child process for the scale scenario, with its own fd limit)")
 	flag.StringVar(&o.singBox, "sing-box", "", "sing-box binary for the other QUIC tunnel's rows (default: build "+singBoxModule+" once into the user cache; \"none\" leaves the rows out)")
+	serveWireDevs := flag.String("serve-wire", "", "internal: create these two TUN devices (comma-separated) and carry packets between them after -wire-delay (the WAN scenario's link)")
+	wireDelay := flag.Duration("wire-delay", wanDelayDefault, "internal: the one-way delay of -serve-wire")
 	flag.StringVar(&o.out, "out", "", "also write the markdown to this file")
 	flag.Parse()
+	if *serveWireDevs != "" {
+		if err := serveWire(strings.Split(*serveWireDevs, ","), *wireDelay); err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *serveEcho != "" {
 		raiseFDLimit()
 		ln, err := net.Listen("tcp", *serveEcho)
@@ -148,6 +159,13 @@ func run(o options) error {
 	}
 	if o.want("loss") {
 		t, err := env.lossTable(o)
+		if err != nil {
+			return err
+		}
+		md.add(t)
+	}
+	if o.want("wan") {
+		t, err := env.wanTable(o)
 		if err != nil {
 			return err
 		}
