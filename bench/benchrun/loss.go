@@ -34,9 +34,11 @@ const (
 // namespace, the link to it (a veth pair, or the wire's TUN devices) and
 // the servers running there.
 type farHost struct {
-	ns    string
-	link  string // this namespace's end of the link
-	table string // the loss scenario's nftables table
+	ns   string
+	link string // this namespace's end of the link
+	// farDev is the far end of the WAN scenario's wire (its TUN device).
+	farDev string
+	table  string // the loss scenario's nftables table
 	// nearIP is the link's address here, farIP the far host's.
 	nearIP, farIP string
 	procs         []*exec.Cmd
