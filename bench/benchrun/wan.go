@@ -84,7 +84,7 @@ func (e *env) wanTable(o options) (string, error) {
 		r := rows[p.name]
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f (%s) |\n", p.name, r.rtt50, r.rtt99, r.set50, ratio(r.set50, ssh.set50), r.set99, r.gbps, ratio(r.gbps, ssh.gbps))
 	}
-	fmt.Fprintf(&b, "\nThe link's own round trip is %v; it dropped %d packets (TUN queues the wire did not empty in time).\n\n", 2*o.wanDelay, far.wireDrops())
+	fmt.Fprintf(&b, "\nThe link's own round trip is %v; it dropped %d packets (at its TUN devices, either way).\n\n", 2*o.wanDelay, far.wireDrops())
 	return b.String(), nil
 }
 

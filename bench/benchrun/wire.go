@@ -171,20 +171,23 @@ func newWANHost(delay time.Duration) (*farHost, error) {
 	return f, nil
 }
 
-// wireDrops counts the packets the kernel dropped at the wire's TUN
-// devices because the wire process did not read them in time.
+// wireDrops counts the packets dropped at the wire's TUN devices: going
+// in (tx_dropped: the wire process did not read them in time) and coming
+// out (rx_dropped: the kernel did not take what the wire wrote).
 func (f *farHost) wireDrops() int {
 	total := 0
-	for _, argv := range [][]string{
-		{"cat", "/sys/class/net/" + f.link + "/statistics/tx_dropped"},
-		append(f.prefix(), "cat", "/sys/class/net/"+f.farDev+"/statistics/tx_dropped"),
-	} {
-		out, err := exec.Command(argv[0], argv[1:]...).Output()
-		if err != nil {
-			continue
+	for _, stat := range []string{"tx_dropped", "rx_dropped"} {
+		for _, argv := range [][]string{
+			{"cat", "/sys/class/net/" + f.link + "/statistics/" + stat},
+			append(f.prefix(), "cat", "/sys/class/net/"+f.farDev+"/statistics/"+stat),
+		} {
+			out, err := exec.Command(argv[0], argv[1:]...).Output()
+			if err != nil {
+				continue
+			}
+			n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+			total += n
 		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-		total += n
 	}
 	return total
 }

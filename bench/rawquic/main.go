@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 )
 
 const alpn = "rawquic-bench"
@@ -38,7 +39,9 @@ func main() {
 	dest := fs.String("dest", "", "server: TCP destination")
 	listen := fs.String("listen", "", "client: TCP listen address")
 	fs.Parse(os.Args[2:])
-	cfg := &quic.Config{MaxIncomingStreams: 20000, KeepAlivePeriod: 5 * time.Second}
+	// With QLOGDIR set, each connection writes a qlog file there (quic-go's
+	// congestion window, RTT and loss events over time); without, nothing.
+	cfg := &quic.Config{MaxIncomingStreams: 20000, KeepAlivePeriod: 5 * time.Second, Tracer: qlog.DefaultConnectionTracer}
 	switch os.Args[1] {
 	case "server":
 		log.Fatal(server(*quicAddr, *dest, cfg))
