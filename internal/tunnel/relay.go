@@ -50,10 +50,11 @@ const bufSize = 64 << 10
 // tunneled connection holds one on each tunnel end, so it is small (4 KiB
 // cost 3 KiB more per connection and side): a keystroke or a short request
 // fits, and a read that fills it switches to the 64 KiB buffer. It is one
-// byte short of 1 KiB because every burst starts with a read into it: a
-// burst then ends exactly where a read filled up — which would hold the
-// large buffer across the wait that follows — only if its size is 1,023
-// plus a multiple of 64 KiB, never a round size like 1 KiB or 1 MiB.
+// byte short of 1 KiB because every run of full reads starts with a read
+// into it: such a run ends exactly where a read filled up — which would
+// hold the large buffer across the wait that follows — only if it carried
+// 1,023 bytes plus a multiple of 64 KiB, never a round size like 1 KiB or
+// 1 MiB that was ready at once.
 const smallSize = 1<<10 - 1
 
 var (
