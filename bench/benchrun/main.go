@@ -77,6 +77,10 @@ func main() {
 		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions = 1, time.Second, 50, 20, 200, 10
 		*rates = "50M"
 	}
+	if o.wanDelay < 0 {
+		fmt.Fprintln(os.Stderr, "benchrun: -wan-delay must not be negative (it is the one-way delay, for example 10ms)")
+		os.Exit(2)
+	}
 	o.udpRates = strings.Split(*rates, ",")
 	if *only != "" {
 		o.only = map[string]bool{}
