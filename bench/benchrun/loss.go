@@ -59,13 +59,22 @@ func newFarHost() (*farHost, error) {
 		{"ip", "-n", f.ns, "link", "set", peer, "up"},
 		{"ip", "-n", f.ns, "link", "set", "lo", "up"},
 	}
-	for _, s := range steps {
-		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
-			f.close()
-			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
-		}
+	if err := runSteps(steps); err != nil {
+		f.close()
+		return nil, err
 	}
 	return f, nil
+}
+
+// runSteps runs setup commands in order and stops at the first that fails,
+// naming it and quoting its output.
+func runSteps(steps [][]string) error {
+	for _, s := range steps {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }
 
 // prefix runs a command in the far namespace.
@@ -141,41 +150,83 @@ func (f *farHost) close() {
 // scenario.
 func (e *env) lossTable(o options) (string, error) {
 	title := fmt.Sprintf("### Across a lossy link (veth pair, MTU 1500, no offload; ping µs, 64 bytes, %d per run; iperf3 1 conn up, Gbit/s)\n\n", o.pings)
-	for _, need := range []string{"ip", "nft"} {
+	var table string
+	skip, err := e.withFarHost(farScenario{
+		name: "loss", tools: []string{"ip", "nft"}, install: "iproute2 nftables",
+		rootFor: "network namespaces", creates: "the loss scenario creates a network namespace",
+		host: newFarHost,
+	}, func(far *farHost, paths []*path) (err error) {
+		table, err = lossRows(o, far, paths)
+		return err
+	})
+	if skip != "" {
+		return title + skip, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return title + table, nil
+}
+
+// farScenario describes a scenario whose servers run on a far host: what
+// it needs here and how its host is made.
+type farScenario struct {
+	name    string   // in messages: "loss", "wan"
+	tools   []string // commands it needs
+	install string   // the Debian packages that have them
+	rootFor string   // what it needs root for
+	creates string   // the same, said in the table
+	host    func() (*farHost, error)
+}
+
+// withFarHost runs measure with the scenario's far host and the paths to
+// it, and removes both afterwards — and on an interrupt, so that no
+// namespace or rule outlives the run. Without the scenario's tools or
+// root it returns, as skip, the table's text saying why (and tells the
+// terminal); any other failure is an error, so that the smoke run in CI
+// notices a broken scenario.
+func (e *env) withFarHost(s farScenario, measure func(*farHost, []*path) error) (skip string, err error) {
+	for _, need := range s.tools {
 		if _, err := exec.LookPath(need); err != nil {
-			progress("loss: skipped, %s not found (apt-get install iproute2 nftables)", need)
-			return title + fmt.Sprintf("Skipped: %s not found (apt-get install iproute2 nftables).\n\n", need), nil
+			progress("%s: skipped, %s not found (apt-get install %s)", s.name, need, s.install)
+			return fmt.Sprintf("Skipped: %s not found (apt-get install %s).\n\n", need, s.install), nil
 		}
 	}
 	if os.Geteuid() != 0 {
-		progress("loss: skipped, needs root for network namespaces")
-		return title + "Skipped: the loss scenario creates a network namespace and needs root.\n\n", nil
+		progress("%s: skipped, needs root for %s", s.name, s.rootFor)
+		return fmt.Sprintf("Skipped: %s and needs root.\n\n", s.creates), nil
 	}
-	far, err := newFarHost()
+	far, err := s.host()
 	if err != nil {
-		return "", fmt.Errorf("loss: %w", err)
+		return "", fmt.Errorf("%s: %w", s.name, err)
 	}
-	// Whatever ends the run, the namespace and drop rules must not outlive it.
 	onInterrupt(far.close)
 	defer far.close()
-
 	paths, err := e.farPaths(far)
 	defer func() {
 		for _, p := range paths {
 			p.close()
 		}
 	}()
-	if err != nil {
-		return "", fmt.Errorf("loss: %w", err)
+	if err == nil {
+		err = measure(far, paths)
 	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.name, err)
+	}
+	return "", nil
+}
 
+// lossRows measures paths through far without loss and with o.loss
+// percent, and returns the table's rows.
+func lossRows(o options, far *farHost, paths []*path) (string, error) {
 	type row struct{ idle50, idle99, bulk50, bulk99, gbps float64 }
 	rows := map[string]row{}
 	key := func(name string, loss float64) string { return fmt.Sprintf("%s@%g", name, loss) }
 	levels := []float64{0, o.loss}
 	for _, loss := range levels {
 		if err := far.setLoss(loss); err != nil {
-			return "", fmt.Errorf("loss: %w", err)
+			return "", err
 		}
 		for _, p := range paths {
 			what := fmt.Sprintf("%s, %g%% loss", p.name, loss)
@@ -194,7 +245,6 @@ func (e *env) lossTable(o options) (string, error) {
 		}
 	}
 	var b strings.Builder
-	b.WriteString(title)
 	b.WriteString("| path | loss | rtt p50 | rtt p99 | rtt p50 under bulk | rtt p99 under bulk (ratio to ssh -L) | bulk Gbit/s (ratio to ssh -L) |\n|---|---|---|---|---|---|---|\n")
 	for _, loss := range levels {
 		ssh := rows[key("ssh -L", loss)]

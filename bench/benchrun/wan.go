@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"time"
 )
@@ -26,31 +24,26 @@ func (e *env) wanTable(o options) (string, error) {
 	// minutes per path; these still give a p99 of something.
 	pings, setupsN := min(o.pings, 300), min(o.setups, 100)
 	title := fmt.Sprintf("### Across a WAN-like link (%v each way, MTU 1500; ping µs, 64 bytes, %d per run; setup µs, %d sequential connect + 1-byte echo; iperf3 1 conn up, Gbit/s)\n\n", o.wanDelay, pings, setupsN)
-	if _, err := exec.LookPath("ip"); err != nil {
-		progress("wan: skipped, ip not found (apt-get install iproute2)")
-		return title + "Skipped: ip not found (apt-get install iproute2).\n\n", nil
+	var table string
+	skip, err := e.withFarHost(farScenario{
+		name: "wan", tools: []string{"ip"}, install: "iproute2",
+		rootFor: "network namespaces and TUN devices", creates: "the WAN scenario creates a network namespace and TUN devices",
+		host: func() (*farHost, error) { return newWANHost(o.wanDelay) },
+	}, func(far *farHost, paths []*path) error {
+		table = wanRows(o, far, paths, pings, setupsN)
+		return nil
+	})
+	if skip != "" {
+		return title + skip, nil
 	}
-	if os.Geteuid() != 0 {
-		progress("wan: skipped, needs root for network namespaces and TUN devices")
-		return title + "Skipped: the WAN scenario creates a network namespace and TUN devices and needs root.\n\n", nil
-	}
-	far, err := newWANHost(o.wanDelay)
 	if err != nil {
-		return "", fmt.Errorf("wan: %w", err)
+		return "", err
 	}
-	onInterrupt(far.close)
-	defer far.close()
+	return title + table, nil
+}
 
-	paths, err := e.farPaths(far)
-	defer func() {
-		for _, p := range paths {
-			p.close()
-		}
-	}()
-	if err != nil {
-		return "", fmt.Errorf("wan: %w", err)
-	}
-
+// wanRows measures paths through far and returns the table's rows.
+func wanRows(o options, far *farHost, paths []*path, pings, setupsN int) string {
 	type row struct{ rtt50, rtt99, set50, set99, gbps float64 }
 	rows := map[string]row{}
 	for _, p := range paths {
@@ -77,7 +70,6 @@ func (e *env) wanTable(o options) (string, error) {
 		progress("%s: %+v", what, rows[p.name])
 	}
 	var b strings.Builder
-	b.WriteString(title)
 	b.WriteString("| path | rtt p50 | rtt p99 | setup p50 (ratio to ssh -L) | setup p99 | bulk Gbit/s (ratio to ssh -L) |\n|---|---|---|---|---|---|\n")
 	ssh := rows["ssh -L"]
 	for _, p := range paths {
@@ -85,7 +77,7 @@ func (e *env) wanTable(o options) (string, error) {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f (%s) |\n", p.name, r.rtt50, r.rtt99, r.set50, ratio(r.set50, ssh.set50), r.set99, r.gbps, ratio(r.gbps, ssh.gbps))
 	}
 	fmt.Fprintf(&b, "\nThe link's own round trip is %v; it dropped %d packets (at its TUN devices, either way).\n\n", 2*o.wanDelay, far.wireDrops())
-	return b.String(), nil
+	return b.String()
 }
 
 // wanDelayDefault is the WAN scenario's one-way delay: 20 ms round trip,

@@ -162,11 +162,9 @@ func newWANHost(delay time.Duration) (*farHost, error) {
 		{"ip", "-n", f.ns, "link", "set", farDev, "txqueuelen", strconv.Itoa(wireQueue), "up"},
 		{"ip", "-n", f.ns, "link", "set", "lo", "up"},
 	}
-	for _, s := range steps {
-		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
-			f.close()
-			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
-		}
+	if err := runSteps(steps); err != nil {
+		f.close()
+		return nil, err
 	}
 	return f, nil
 }
