@@ -111,14 +111,7 @@ func (a *app) supervisedDataPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// fd 5, 6, 7: the steering program and maps, when the server has them.
-	var steering []*os.File
-	for fd := 5; fd <= 7; fd++ {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
-			unix.CloseOnExec(fd)
-			steering = append(steering, os.NewFile(uintptr(fd), "steering"))
-		}
-	}
+	steering := inheritedSteering()
 	// The control plane decides when a data plane stops; a signal to the
 	// process group must not stop this one behind its back. SIGTERM sent
 	// to this process alone still shuts it down.
@@ -129,6 +122,25 @@ func (a *app) supervisedDataPlane(ctx context.Context) error {
 		return fmt.Errorf("data plane exited with status %d", code)
 	}
 	return nil
+}
+
+// inheritedSteering returns fds 5, 6 and 7 when the control plane passed its
+// steering program and maps there. A control plane without BPF passes
+// nothing, and those numbers then hold whatever this process opened itself
+// (the Go runtime's poller, the control channel), so they are taken only
+// when they are a BPF program and two BPF maps.
+func inheritedSteering() []*os.File {
+	for i, kind := range []string{"bpf-prog", "bpf-map", "bpf-map"} {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", 5+i)); err != nil || link != "anon_inode:"+kind {
+			return nil
+		}
+	}
+	var steering []*os.File
+	for fd := 5; fd <= 7; fd++ {
+		unix.CloseOnExec(fd)
+		steering = append(steering, os.NewFile(uintptr(fd), "steering"))
+	}
+	return steering
 }
 
 // runDataPlane runs one data plane until it is shut down or has drained.

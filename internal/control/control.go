@@ -134,8 +134,10 @@ func Start(cfg Config) (*Plane, error) {
 		}
 	}
 	if cur := p.newestActive(); cur != nil {
-		if err := p.steer.SetCurrent(cur.id); err != nil {
-			return nil, err
+		if p.steer != nil {
+			if err := p.steer.SetCurrent(cur.id); err != nil {
+				return nil, err
+			}
 		}
 	} else if _, err := p.spawn(); err != nil {
 		return nil, err
@@ -198,9 +200,19 @@ func (p *Plane) adoptAll(orphans []orphan) error {
 			f.Close()
 		}
 	}()
-	p.salt = orphans[0].info.Salt
-	if p.steer, err = steer.Open(files, p.salt); err != nil {
-		return err
+	if len(files) == 0 {
+		// Their server ran without BPF steering: supervise them as they
+		// are; a graceful restart then closes sessions, as it did there.
+		if p.cfg.NoBPF {
+			p.log.Warn("BPF socket steering is off (--no-bpf): a graceful restart will close sessions and clients reconnect")
+		} else {
+			p.log.Warn("the running data planes have no BPF socket steering (their server ran with --no-bpf or without BPF rights): a graceful restart will close sessions; to turn steering on, stop them with quicport ctl shutdown and start the server again")
+		}
+	} else {
+		p.salt = orphans[0].info.Salt
+		if p.steer, err = steer.Open(files, p.salt); err != nil {
+			return err
+		}
 	}
 	for _, o := range orphans {
 		resp, _, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpAdopt}, 5*time.Second)

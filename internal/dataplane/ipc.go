@@ -33,7 +33,7 @@ const (
 	OpDrain    = "drain"     // begin draining
 	OpShutdown = "shutdown"  // close every session (SessionClose) and exit
 	OpTakeOver = "take-over" // a remote forward's listening socket (Port, Protocol, Identity)
-	OpSteering = "steering"  // the BPF program and maps, for a control plane adopting this data plane
+	OpSteering = "steering"  // the BPF program and maps (none without BPF), for a control plane adopting this data plane
 	OpAdopt    = "adopt"     // a control plane supervises this data plane from now on
 )
 

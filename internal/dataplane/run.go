@@ -297,7 +297,7 @@ func (p *plane) handle(req Request) (Response, []*os.File) {
 		return Response{Info: &i}, nil
 	case OpSteering:
 		if len(p.opt.Steering) == 0 {
-			return Response{Error: "this data plane holds no steering program (standalone, or its server runs without BPF)"}, nil
+			return Response{}, nil // its server runs without BPF steering
 		}
 		dups, err := steer.DupFiles(p.opt.Steering)
 		if err != nil {

@@ -392,6 +392,63 @@ func TestGracefulRestartWithoutBPF(t *testing.T) {
 	}
 }
 
+// Without BPF steering, too, a server restart (SIGTERM, then start) keeps
+// every session: the new control plane adopts the running data plane as it
+// is, and a transfer under way completes. Its graceful restarts then close
+// sessions, as before.
+func TestControlPlaneRestartWithoutBPF(t *testing.T) {
+	env := restartEnv(t)
+	listen := "127.0.0.1:" + testutil.Itoa(testutil.FreePort(t))
+	cp := testutil.StartProcess(t, quicportBin, env, "server", "--no-bpf", "--listen", listen, "--api-listen", "127.0.0.1:0")
+	cp.WaitLog("quicport server listening", 1, 30*time.Second)
+	dp := dpPID(cp, 1)
+
+	echo := testutil.EchoServer(t)
+	lpf := "127.0.0.1:" + testutil.Itoa(testutil.FreePort(t))
+	cl := testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host", "--reconnect-delay", "0.2", "-L", lpf, "-R", echo)
+	cl.WaitLog("forward established", 1, 20*time.Second)
+	transfer := make(chan error, 1)
+	go func() { transfer <- testutil.EchoCheck(lpf, 64<<20, 3) }()
+	time.Sleep(300 * time.Millisecond)
+
+	cp.Signal(syscall.SIGTERM)
+	if code := cp.Wait(20 * time.Second); code != 0 {
+		t.Fatalf("control plane exit code %d after SIGTERM", code)
+	}
+	cp2 := testutil.StartProcess(t, quicportBin, env, "server", "--no-bpf", "--listen", listen, "--api-listen", "127.0.0.1:0")
+	adopted := cp2.WaitLog("adopted a running data plane", 1, 30*time.Second)
+	if int(adopted["pid"].(float64)) != dp {
+		t.Fatalf("adopted %v, want data plane %d", adopted["pid"], dp)
+	}
+	if started := cp2.WaitLog("quicport server listening", 1, 30*time.Second); started["graceful_restart"] != "unavailable" {
+		t.Fatalf("start-up line: %v", started)
+	}
+	if err := <-transfer; err != nil {
+		t.Fatalf("transfer across the control plane restart: %v", err)
+	}
+	if err := testutil.EchoCheck(lpf, 1<<20, 4); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(cl.Output(), "tunnel down") || strings.Count(cl.Output(), "forward established") != 1 {
+		t.Errorf("the client lost its tunnel:\n%s", cl.Output())
+	}
+	if status := ctl(t, env, "status"); !strings.Contains(status, testutil.Itoa(dp)) {
+		t.Errorf("ctl status after adoption:\n%s", status)
+	}
+
+	ctl(t, env, "graceful-restart", "--force")
+	if newDP := dpPID(cp2, 1); newDP == dp {
+		t.Fatalf("graceful-restart --force kept data plane %d", dp)
+	}
+	cl.WaitLog("forward established", 2, 30*time.Second)
+	if running(dp) {
+		t.Errorf("the adopted data plane %d still runs after a forced restart", dp)
+	}
+	if err := testutil.EchoCheck(lpf, 1<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A control plane that stops (SIGTERM) and is not started again: its data
 // plane serves on for --adopt-timeout, then shuts down and tells its clients
 // (they reconnect rather than exit), and its state file goes away.
