@@ -98,13 +98,14 @@ func isFlagError(err error) bool {
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "quicport",
-		Short: "Forward TCP ports over QUIC, authenticated and encrypted",
-		Long: `quicport forwards TCP ports through a QUIC tunnel.
+		Short: "Forward TCP and UDP ports over QUIC, authenticated and encrypted",
+		Long: `quicport forwards TCP and UDP ports through a QUIC tunnel.
 
 Remote forwarding (-r/-l) exposes a service behind NAT on the server's port;
 local forwarding (-L/-R) reaches a service behind the server from a local
-port. Clients authenticate with a pre-shared key or WireGuard-style X25519
-keys, bound to the TLS session so a man in the middle learns nothing.`,
+port. Clients authenticate with a pre-shared key, WireGuard-style X25519
+keys or a TLS client certificate (mTLS), bound to the TLS session so a man
+in the middle learns nothing.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
