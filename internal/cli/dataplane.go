@@ -93,10 +93,14 @@ every session (clients are told, and reconnect).`,
 // supervisedDataPlane reads the launch message from the inherited control
 // channel and runs the server command line it carries as a data plane.
 func (a *app) supervisedDataPlane(ctx context.Context) error {
-	ctlFile, sockFile := os.NewFile(4, "control"), os.NewFile(3, "socket")
-	if ctlFile == nil || sockFile == nil {
-		return errors.New("data-plane --supervised is started by quicport server, with its socket and control channel")
+	// Only sockets are taken: anything else at fd 3 or 4 is not ours to
+	// close (the Go runtime's poller, say, when run by hand).
+	for _, fd := range []int{3, 4} {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || !strings.HasPrefix(link, "socket:") {
+			return errors.New("data-plane --supervised is started by quicport server, which passes its UDP socket (fd 3) and a control channel (fd 4); to run a data plane by hand, leave out --supervised")
+		}
 	}
+	ctlFile, sockFile := os.NewFile(4, "control"), os.NewFile(3, "socket")
 	ctl, err := net.FileConn(ctlFile)
 	ctlFile.Close()
 	if err != nil {
