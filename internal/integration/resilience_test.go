@@ -298,9 +298,10 @@ func TestSignals(t *testing.T) {
 		c.WaitLog("forward established", 1, 20*time.Second)
 		c.Signal(syscall.SIGKILL)
 		c.Wait(10 * time.Second)
-		// The port is held until the server notices the silence (2 s idle
-		// timeout); a new client started meanwhile is refused "port in
-		// use" and exits, so keep starting one until it gets the port.
+		// The next client normally takes the port over at once (the old
+		// session's client does not answer: TestKilledClientsPortIsTakenOver);
+		// at the latest the 2 s idle timeout frees it. A client refused
+		// "port in use" meanwhile exits, so keep starting one.
 		killed := time.Now()
 		var c2 *testutil.Process
 		for {
@@ -356,4 +357,82 @@ func TestSignals(t *testing.T) {
 			t.Errorf("client noticed the dead server after %v (idle timeout 2s)", d)
 		}
 	})
+}
+
+// A client killed with SIGKILL and started again gets its remote port back
+// on its first attempt, long before the old session's idle timeout: the
+// server sees that the old session's client no longer answers and hands its
+// port over. A client whose holder still answers is refused, and the holder
+// keeps its port.
+func TestKilledClientsPortIsTakenOver(t *testing.T) {
+	for _, protocol := range []string{"tcp", "udp"} {
+		t.Run(protocol, func(t *testing.T) {
+			dir := t.TempDir()
+			env := []string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "XDG_STATE_HOME=" + dir + "/state", "QUICPORT_PSK=takeover-test-psk"}
+			// An idle timeout far longer than the test: only the take-over can free the port.
+			srv := testutil.StartProcess(t, quicportBin, env, "server", "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--quic-idle-timeout", "120")
+			listen := srv.WaitLog("quicport server listening", 1, 20*time.Second)["listen"].(string)
+			var echo, port string
+			if protocol == "udp" {
+				echo, port = startUDPEcho(t).addr(), freeUDPPort(t)
+			} else {
+				echo, port = testutil.EchoServer(t), testutil.Itoa(testutil.FreePort(t))
+			}
+			rpf := func() *testutil.Process {
+				return testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host",
+					"-r", port+"/"+protocol, "-l", echo+"/"+protocol, "--quic-idle-timeout", "120", "--reconnect-delay", "0.2")
+			}
+			check := func(seed int) {
+				t.Helper()
+				if protocol == "tcp" {
+					if err := testutil.EchoCheck("127.0.0.1:"+port, 1<<20, uint64(seed)); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				raddr, _ := net.ResolveUDPAddr("udp", "127.0.0.1:"+port)
+				c, err := net.DialUDP("udp", nil, raddr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				for seq, n := range []int{1, 1200, 9000, 65507} {
+					if err := exchange(c, seed, seq, n); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
+			first := rpf()
+			first.WaitLog("forward established", 1, 20*time.Second)
+			check(1)
+			rival := rpf()
+			if code := rival.Wait(20 * time.Second); code == 0 || !strings.Contains(rival.Output(), "already in use on the server") {
+				t.Fatalf("a second client took the port of one that answers (exit %d):\n%s", code, rival.Output())
+			}
+			check(2)
+
+			first.Signal(syscall.SIGKILL)
+			first.Wait(10 * time.Second)
+			next := rpf()
+			if !next.WaitAny([]string{"forward established"}, 30*time.Second) {
+				t.Fatalf("the restarted client did not get its port:\n%s", next.Output())
+			}
+			if strings.Contains(next.Output(), "already in use") {
+				t.Errorf("the restarted client was refused first:\n%s", next.Output())
+			}
+			srv.WaitLog("closing session: its client stopped answering and connected again", 1, 10*time.Second)
+			check(3)
+		})
+	}
+}
+
+// freeUDPPort returns a UDP port that was free a moment ago.
+func freeUDPPort(t *testing.T) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return testutil.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
 }

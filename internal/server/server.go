@@ -421,6 +421,40 @@ func (s *Server) HandOver(port uint16, protocol proto.Protocol, identity string)
 	return found.handOver()
 }
 
+// reclaim takes port's socket over from another session of asker's client
+// identity whose client no longer answers — it crashed or lost its network
+// and connected again before that session's idle timeout — and closes that
+// session. It returns nil when no such session holds the port, or when its
+// client still answers (then the port is rightly in use).
+func (s *Server) reclaim(port uint16, protocol proto.Protocol, asker *session) *os.File {
+	s.sessMu.Lock()
+	var holder *session
+	for ss := range s.sessList {
+		if rl := ss.rpf.Load(); ss != asker && rl != nil && rl.port == port && rl.protocol == protocol &&
+			ss.identity() == asker.identity() && !rl.handedOver.Load() {
+			holder = ss
+			break
+		}
+	}
+	s.sessMu.Unlock()
+	if holder == nil {
+		return nil
+	}
+	// Long enough for an acknowledgement to come back, or for a lost probe
+	// to be sent again, on any link a session survives.
+	wait := time.Second + 3*holder.conn.ConnectionStats().SmoothedRTT
+	if holder.answers(wait) {
+		return nil
+	}
+	f, err := holder.handOver()
+	if err != nil {
+		return nil // another new session took it first
+	}
+	holder.log.Info("closing session: its client stopped answering and connected again", "port", port, "new_peer", asker.remote)
+	holder.conn.CloseWithError(proto.ConnClosed, "superseded by a new session of the same client")
+	return f
+}
+
 // Close releases the socket of a server that will not Serve.
 func (s *Server) Close() { s.closeTransport() }
 

@@ -115,6 +115,31 @@ func (ss *session) handOver() (*os.File, error) {
 	return f, nil
 }
 
+// answers reports whether the session's client still answers. It sends a
+// message that every client accepts and ignores (ConnectionClose for
+// connection 0, which is never assigned) and whose QUIC packet the client
+// acknowledges, and waits up to wait for any packet from the client.
+func (ss *session) answers(wait time.Duration) bool {
+	before := ss.conn.ConnectionStats().PacketsReceived
+	ctx, cancel := context.WithTimeout(ss.conn.Context(), wait)
+	defer cancel()
+	if ss.control.Send(ctx, proto.ConnectionClose{ConnID: 0, Reason: proto.ReasonNormal}) != nil {
+		return false
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ss.conn.ConnectionStats().PacketsReceived != before {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
 // closeWhenIdle ends a session whose forward moved elsewhere once its last
 // tunneled connection has ended.
 func (ss *session) closeWhenIdle() {
@@ -329,12 +354,17 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 // listenTCP opens a remote forward's TCP port, or takes over its socket from
 // a draining data plane when a session of the same client holds it there.
 func (ss *session) listenTCP(port uint16) (*net.TCPListener, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(int(port))))
+	addr := net.JoinHostPort("", strconv.Itoa(int(port)))
+	ln, err := net.Listen("tcp", addr)
 	if err == nil {
 		return ln.(*net.TCPListener), nil
 	}
 	f := ss.takeOver(port, proto.TCP, err)
 	if f == nil {
+		// The holder may have let go while we asked around.
+		if ln, err2 := net.Listen("tcp", addr); err2 == nil {
+			return ln.(*net.TCPListener), nil
+		}
 		return nil, err
 	}
 	defer f.Close()
@@ -353,6 +383,9 @@ func (ss *session) listenUDP(port uint16) (*net.UDPConn, error) {
 	}
 	f := ss.takeOver(port, proto.UDP, err)
 	if f == nil {
+		if pc, err2 := net.ListenUDP("udp", &net.UDPAddr{Port: int(port)}); err2 == nil {
+			return pc, nil
+		}
 		return nil, err
 	}
 	defer f.Close()
@@ -364,9 +397,16 @@ func (ss *session) listenUDP(port uint16) (*net.UDPConn, error) {
 }
 
 // takeOver asks for port's socket when opening it failed because it is in
-// use. It returns nil when nobody hands one over.
+// use: from a session of the same client here that no longer answers, or
+// from a draining data plane. It returns nil when nobody hands one over.
 func (ss *session) takeOver(port uint16, protocol proto.Protocol, err error) *os.File {
-	if ss.srv.cfg.TakeOver == nil || !errors.Is(err, syscall.EADDRINUSE) || port == 0 {
+	if !errors.Is(err, syscall.EADDRINUSE) || port == 0 {
+		return nil
+	}
+	if f := ss.srv.reclaim(port, protocol, ss); f != nil {
+		return f
+	}
+	if ss.srv.cfg.TakeOver == nil {
 		return nil
 	}
 	f, terr := ss.srv.cfg.TakeOver(port, protocol, ss.identity())
