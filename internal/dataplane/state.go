@@ -7,6 +7,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,15 +52,25 @@ func fileName(pid int) string { return fmt.Sprintf("dp-%d.state", pid) }
 // Publish writes the state file of this process now, every interval and
 // whenever kick fires (a state change; kick may be nil), from status, until
 // ctx ends; then it removes the file. Writes are atomic, so a reader never
-// sees half a file.
+// sees half a file, and a status that has not changed is not written again,
+// so an idle data plane leaves the disk alone.
 func Publish(ctx context.Context, dir string, interval time.Duration, status func() Status, kick <-chan struct{}) error {
 	path := filepath.Join(dir, fileName(os.Getpid()))
+	var last []byte
 	write := func() error {
 		b, err := json.Marshal(status())
 		if err != nil {
 			return err
 		}
-		return atomicfile.Write(path, append(b, '\n'), 0o644)
+		b = append(b, '\n')
+		if bytes.Equal(b, last) {
+			return nil
+		}
+		if err := atomicfile.Write(path, b, 0o644); err != nil {
+			return err
+		}
+		last = b
+		return nil
 	}
 	if err := write(); err != nil {
 		return fmt.Errorf("state file: %w", err)
