@@ -351,8 +351,8 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	return ss.remoteCloser(log, ln.Addr(), func() { ln.Close() })
 }
 
-// listenTCP opens a remote forward's TCP port, or takes over its socket from
-// a draining data plane when a session of the same client holds it there.
+// listenTCP opens a remote forward's TCP port, or takes its socket over
+// when a session of the same client holds it (takeOver).
 func (ss *session) listenTCP(port uint16) (*net.TCPListener, error) {
 	addr := net.JoinHostPort("", strconv.Itoa(int(port)))
 	ln, err := net.Listen("tcp", addr)
