@@ -57,6 +57,7 @@ func addStats(a, b server.Stats, countersOnly bool) server.Stats {
 	a.SourcesRefused += b.SourcesRefused
 	a.ConnectionsRefused += b.ConnectionsRefused
 	a.UDPSendRefused += b.UDPSendRefused
+	a.UDPDatagramsDropped += b.UDPDatagramsDropped
 	a.BytesSent += b.BytesSent
 	a.BytesRecv += b.BytesRecv
 	if !countersOnly {

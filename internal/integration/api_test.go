@@ -125,17 +125,18 @@ func TestAPIHealthMetricsStatus(t *testing.T) {
 		t.Errorf("remote TCP forwards = %v, want 0", v)
 	}
 	for name, want := range map[string]float64{
-		"quicport_connections_total":          n,
-		"quicport_connections_active":         0,
-		"quicport_bytes_sent_total":           n * m,
-		"quicport_bytes_received_total":       n * m,
-		"quicport_auth_psk_success_total":     1,
-		"quicport_auth_psk_failed_total":      1,
-		"quicport_auth_x25519_success_total":  0,
-		"quicport_auth_x25519_failed_total":   0,
-		"quicport_sessions_active":            1,
-		"quicport_handshake_duration_seconds": 1,
-		"quicport_udp_send_refused_total":     0,
+		"quicport_connections_total":           n,
+		"quicport_connections_active":          0,
+		"quicport_bytes_sent_total":            n * m,
+		"quicport_bytes_received_total":        n * m,
+		"quicport_auth_psk_success_total":      1,
+		"quicport_auth_psk_failed_total":       1,
+		"quicport_auth_x25519_success_total":   0,
+		"quicport_auth_x25519_failed_total":    0,
+		"quicport_sessions_active":             1,
+		"quicport_handshake_duration_seconds":  1,
+		"quicport_udp_send_refused_total":      0,
+		"quicport_udp_datagrams_dropped_total": 0,
 	} {
 		if got := value(name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -62,6 +62,7 @@ var (
 	refusedSrc  = desc("quicport_connections_refused_before_auth_total", "QUIC connections refused before authentication (failed-auth budget, busy)")
 	refusedConn = desc("quicport_tunneled_connections_refused_total", "Tunneled connections refused by a session's limits")
 	sendRefused = desc("quicport_udp_send_refused_total", "UDP datagrams the kernel refused to send (firewall, full queue, no route), treated as lost packets")
+	udpDropped  = desc("quicport_udp_datagrams_dropped_total", "Datagrams arriving at remote UDP forwards that were dropped: their flow's stream was backed up, or the session had no room for another flow")
 	authing     = desc("quicport_connections_authenticating", "QUIC connections that have not authenticated yet")
 	serving     = prometheus.NewDesc("quicport_dataplane_state", "Number of data planes in each state", []string{"state"}, nil)
 	forwards    = prometheus.NewDesc("quicport_forwards_active", "Established forwards by kind (local, remote) and protocol", []string{"kind", "protocol"}, nil)
@@ -74,7 +75,7 @@ type collector struct{ src Source }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{uptime, connsTotal, connsActive, bytesSent, bytesRecv, authPSKOK, authPSKFail,
-		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, sendRefused, authing, serving, forwards, handshake} {
+		authKeyOK, authKeyFail, authTLSOK, authTLSFail, sessions, udpFlows, denied, refusedSrc, refusedConn, sendRefused, udpDropped, authing, serving, forwards, handshake} {
 		ch <- d
 	}
 }
@@ -105,6 +106,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(refusedSrc, st.SourcesRefused)
 	counter(refusedConn, st.ConnectionsRefused)
 	counter(sendRefused, st.UDPSendRefused)
+	counter(udpDropped, st.UDPDatagramsDropped)
 	gauge(authing, float64(st.Authenticating))
 	states := t.States
 	for _, s := range States {

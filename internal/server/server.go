@@ -152,6 +152,7 @@ type Stats struct {
 	SourcesRefused              uint64 // connections refused for failed-auth budget or busy
 	ConnectionsRefused          uint64 // tunneled connections over a session's limits
 	UDPSendRefused              uint64 // datagrams the kernel refused to send, treated as lost (tunnel.LossyConn)
+	UDPDatagramsDropped         uint64 // remote UDP forwards' datagrams dropped on the way in (flow backed up or flow limit)
 	Authenticating              int64  // connections not yet authenticated
 	BytesSent, BytesRecv        uint64 // to clients, from clients (tunneled payload)
 	// ForwardsActive counts established forwards by kind and protocol:
@@ -187,6 +188,7 @@ type Server struct {
 	connsTotal          atomic.Uint64
 	connsActive         atomic.Int64
 	udpFlows            atomic.Int64
+	udpDropped          atomic.Uint64
 	deniedForwards      atomic.Uint64
 	refusedSources      atomic.Uint64
 	sendRefused         atomic.Uint64
@@ -292,21 +294,22 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		AuthSuccess:        s.authOK.Load(),
-		AuthFailed:         s.authFailed.Load(),
-		AuthSuccessBy:      byMethod(&s.okBy),
-		AuthFailedBy:       byMethod(&s.failBy),
-		SessionsActive:     s.sessions.Load(),
-		ConnectionsTotal:   s.connsTotal.Load(),
-		ConnectionsActive:  s.connsActive.Load(),
-		UDPFlowsActive:     s.udpFlows.Load(),
-		ForwardsDenied:     s.deniedForwards.Load(),
-		SourcesRefused:     s.refusedSources.Load(),
-		ConnectionsRefused: s.refusedConns.Load(),
-		UDPSendRefused:     s.sendRefused.Load(),
-		Authenticating:     s.unauth.Load(),
-		BytesSent:          s.bytesSent.Load(),
-		BytesRecv:          s.bytesRcv.Load(),
+		AuthSuccess:         s.authOK.Load(),
+		AuthFailed:          s.authFailed.Load(),
+		AuthSuccessBy:       byMethod(&s.okBy),
+		AuthFailedBy:        byMethod(&s.failBy),
+		SessionsActive:      s.sessions.Load(),
+		ConnectionsTotal:    s.connsTotal.Load(),
+		ConnectionsActive:   s.connsActive.Load(),
+		UDPFlowsActive:      s.udpFlows.Load(),
+		ForwardsDenied:      s.deniedForwards.Load(),
+		SourcesRefused:      s.refusedSources.Load(),
+		ConnectionsRefused:  s.refusedConns.Load(),
+		UDPSendRefused:      s.sendRefused.Load(),
+		UDPDatagramsDropped: s.udpDropped.Load(),
+		Authenticating:      s.unauth.Load(),
+		BytesSent:           s.bytesSent.Load(),
+		BytesRecv:           s.bytesRcv.Load(),
 		ForwardsActive: map[string]int64{
 			"local/tcp": s.forwards[0][proto.TCP].Load(), "local/udp": s.forwards[0][proto.UDP].Load(),
 			"remote/tcp": s.forwards[1][proto.TCP].Load(), "remote/udp": s.forwards[1][proto.UDP].Load(),

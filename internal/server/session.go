@@ -487,6 +487,7 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 		MaxFlows:    ss.srv.cfg.UDPMaxFlows,
 		Log:         log,
 		Count:       ss.counters(),
+		Dropped:     &ss.srv.udpDropped,
 	}
 	uctx, cancel := context.WithCancel(ctx)
 	running := make(chan struct{})

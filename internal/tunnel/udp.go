@@ -47,6 +47,10 @@ type UDPListener struct {
 	Log         *slog.Logger
 	// Count receives the datagram payload bytes as they move.
 	Count Counters
+	// Dropped, if set, counts the datagrams dropped on their way into the
+	// tunnel: their flow's stream was backed up, or there was no room for
+	// a new flow.
+	Dropped *atomic.Uint64
 
 	mu    sync.Mutex
 	flows map[netip.AddrPort]*flow
@@ -104,6 +108,7 @@ func (u *UDPListener) Run(ctx context.Context) error {
 		}
 		f, ok := u.flow(ctx, src)
 		if !ok {
+			u.drop()
 			if time.Since(refusedLogged) > time.Second {
 				u.Log.Warn("UDP flow limit reached; dropping datagrams from new sources", "from", src.String(), "max_flows", u.MaxFlows)
 				refusedLogged = time.Now()
@@ -114,7 +119,14 @@ func (u *UDPListener) Run(ctx context.Context) error {
 		select {
 		case f.out <- append([]byte(nil), buf[:n]...):
 		default: // the flow's stream is backed up: drop, as UDP may
+			u.drop()
 		}
+	}
+}
+
+func (u *UDPListener) drop() {
+	if u.Dropped != nil {
+		u.Dropped.Add(1)
 	}
 }
 
@@ -154,6 +166,9 @@ func (u *UDPListener) serve(ctx context.Context, f *flow) {
 	}
 	log := u.Log.With("conn_id", id, "from", f.src.String())
 	log.Debug("UDP flow open")
+	// A flow that ends (idle, or its listener stops: a hand-over) must not
+	// wait in a write its peer is not reading.
+	defer context.AfterFunc(ctx, func() { st.CancelWrite(proto.StreamDone) })()
 	reason := proto.ReasonNormal
 	done := make(chan struct{})
 	go func() {
@@ -201,7 +216,11 @@ loop:
 				}
 			}
 			if _, err := st.Write(frame); err != nil {
-				reason = proto.ReasonError
+				if ctx.Err() == nil {
+					reason = proto.ReasonError
+				} else if u.idle(f) {
+					reason = proto.ReasonTimeout
+				}
 				break loop
 			}
 			add(u.Count.ToStream, payload)
