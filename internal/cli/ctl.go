@@ -82,7 +82,7 @@ ctl says so and does nothing without --force.`,
 				return err
 			}
 			if resp.Info == nil || !resp.Info.Steered {
-				fmt.Fprintln(a.stdio.Err, "quicport: BPF socket steering is not available to this server (it needs CAP_BPF and CAP_NET_ADMIN on Linux),")
+				fmt.Fprintln(a.stdio.Err, "quicport: this server runs without BPF socket steering (--no-bpf, or no CAP_BPF and CAP_NET_ADMIN on Linux),")
 				fmt.Fprintln(a.stdio.Err, "so a restart cannot keep connections: established tunneled connections will be reset and clients reconnect.")
 				if !force {
 					return usagef("nothing done; run quicport ctl graceful-restart --force to restart anyway")
