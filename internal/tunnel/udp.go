@@ -22,11 +22,11 @@ const (
 	flowQueue = 256
 	// batchBytes is how much queued datagram data one stream write carries.
 	batchBytes = 64 << 10
-	// udpSocketBuffer is the receive and send buffer of the sockets a UDP
-	// forward listens and dials on: at the default (about 208 KB, some
-	// 90 datagrams) a few milliseconds without the CPU drop a fast flow's
+	// udpReceiveBuffer is the receive buffer of the sockets a UDP forward
+	// listens and dials on: at the default (about 208 KB, some 90
+	// datagrams) a few milliseconds without the CPU drop a fast flow's
 	// datagrams before quicport reads them.
-	udpSocketBuffer = 4 << 20
+	udpReceiveBuffer = 4 << 20
 )
 
 // UDPListener turns datagrams arriving on a socket into virtual
@@ -80,7 +80,7 @@ func (u *UDPListener) Run(ctx context.Context) error {
 		u.Log = slog.New(slog.DiscardHandler)
 	}
 	u.flows = make(map[netip.AddrPort]*flow)
-	growUDPBuffers(u.Conn, udpSocketBuffer)
+	growReceiveBuffer(u.Conn, udpReceiveBuffer)
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
@@ -267,7 +267,7 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 	if idle == 0 {
 		idle = DefaultUDPIdleTimeout
 	}
-	growUDPBuffers(conn, udpSocketBuffer)
+	growReceiveBuffer(conn, udpReceiveBuffer)
 	var last atomic.Int64
 	touch := func() { last.Store(time.Now().UnixNano()) }
 	touch()
