@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -58,37 +59,39 @@ func TestListMarksStale(t *testing.T) {
 }
 
 // An unchanged status is not written again (every write is a new file,
-// renamed into place); a change is.
+// renamed into place); a change is, at the next tick.
 func TestPublishWritesOnlyChanges(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "dataplanes")
-	path := filepath.Join(dir, fileName(os.Getpid()))
-	var conns atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Publish(ctx, dir, 5*time.Millisecond, func() Status {
-			return Status{State: Active, PID: os.Getpid(), ActiveConnections: conns.Load(), StartedAt: 1}
-		}, nil)
-	}()
-	defer func() { cancel(); <-done }()
-	inode := func() uint64 {
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if fi, err := os.Stat(path); err == nil {
-				return fi.Sys().(*syscall.Stat_t).Ino
+	synctest.Test(t, func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "dataplanes")
+		path := filepath.Join(dir, fileName(os.Getpid()))
+		var conns atomic.Int64
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- Publish(ctx, dir, time.Second, func() Status {
+				return Status{State: Active, PID: os.Getpid(), ActiveConnections: conns.Load(), StartedAt: 1}
+			}, nil)
+		}()
+		defer func() { cancel(); <-done }()
+		inode := func() uint64 {
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
 			}
+			return fi.Sys().(*syscall.Stat_t).Ino
 		}
-		t.Fatal("no state file")
-		return 0
-	}
-	first := inode()
-	time.Sleep(100 * time.Millisecond) // 20 intervals
-	if inode() != first {
-		t.Fatal("the state file was rewritten although nothing changed")
-	}
-	conns.Store(1)
-	for deadline := time.Now().Add(5 * time.Second); inode() == first; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("a changed status was not written")
+		synctest.Wait() // the first write
+		first := inode()
+		time.Sleep(10 * time.Second) // ten ticks
+		synctest.Wait()
+		if inode() != first {
+			t.Fatal("the state file was rewritten although nothing changed")
 		}
-	}
+		conns.Store(1)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if inode() == first {
+			t.Fatal("a changed status was not written at the next tick")
+		}
+	})
 }
