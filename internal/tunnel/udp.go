@@ -1,7 +1,9 @@
 package tunnel
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -259,6 +261,24 @@ func (u *UDPListener) expire(ctx context.Context) {
 	}
 }
 
+// A run of equal-sized datagrams sent in one system call (segmenter) is at
+// most maxSegments datagrams (the kernel's UDP_MAX_SEGMENTS) and maxRun
+// bytes (within an IP packet's 64 KiB).
+const (
+	maxSegments = 64
+	maxRun      = 60000
+)
+
+// nextFrameIs reports whether r holds, already read, a whole datagram
+// frame of n bytes next.
+func nextFrameIs(r *bufio.Reader, n int) bool {
+	if r.Buffered() < proto.DatagramHeaderLen+n {
+		return false
+	}
+	hdr, err := r.Peek(proto.DatagramHeaderLen)
+	return err == nil && int(binary.BigEndian.Uint32(hdr)) == n
+}
+
 // RelayUDP carries one flow on the dialing side: frames from s are sent on
 // conn (connected to the destination) and datagrams from conn come back as
 // frames. It ends when s ends, conn fails, or both have been silent for
@@ -284,9 +304,11 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, proto.MaxDatagram)
+		frames := bufio.NewReaderSize(s, maxRun)
+		buf, run := make([]byte, proto.MaxDatagram), make([]byte, 0, maxRun)
+		gso := newSegmenter()
 		for {
-			n, err := proto.ReadDatagram(s, buf)
+			n, err := proto.ReadDatagram(frames, buf)
 			if err != nil {
 				if errors.Is(err, proto.ErrMalformed) {
 					finish(err)
@@ -298,12 +320,29 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 			touch()
 			// Counted as it arrives from the tunnel, before it is passed
 			// on: the reply to it may come back and be counted as sent
-			// before conn.Write even returns.
+			// before the write even returns.
 			add(count.FromStream, n)
+			if n == 0 {
+				_, _ = conn.Write(nil) // an empty datagram is one too
+				continue
+			}
+			// Datagrams of the same size that have already arrived go out
+			// with this one, in one system call.
+			run = append(run[:0], buf[:n]...)
+			for len(run)+n <= maxRun && len(run)/n < maxSegments && nextFrameIs(frames, n) {
+				m, _ := proto.ReadDatagram(frames, buf) // buffered whole: cannot fail
+				run = append(run, buf[:m]...)
+				add(count.FromStream, m)
+			}
+			if len(run) > n && gso.write(conn, run, n) {
+				continue
+			}
 			// A failed write (ECONNREFUSED from an earlier datagram and
-			// the like) loses this datagram only: UDP has no connection
+			// the like) loses that datagram only: UDP has no connection
 			// to lose, so keep going.
-			_, _ = conn.Write(buf[:n])
+			for ; len(run) > 0; run = run[n:] {
+				_, _ = conn.Write(run[:n])
+			}
 		}
 	}()
 	buf := make([]byte, proto.MaxDatagram)

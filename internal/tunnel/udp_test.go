@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -118,4 +119,61 @@ func TestUDPListenerCountsBackedUpDrops(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// RelayUDP delivers every datagram of a stream intact and in order: runs of
+// equal sizes that arrive together (sent segmented) and the sizes around
+// them, from empty to the largest.
+func TestRelayUDPDeliversRuns(t *testing.T) {
+	dst, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	growReceiveBuffer(dst, udpReceiveBuffer)
+	conn, err := net.DialUDP("udp", nil, dst.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, relayed := quicPair(t)
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- RelayUDP(conn, relayed, time.Minute, Counters{}) }()
+
+	var sizes []int
+	for _, run := range []struct{ size, count int }{{1200, 40}, {0, 1}, {1200, 3}, {7, 1}, {1400, 20}, {65507, 1}, {1200, 1}, {500, 70}} {
+		for range run.count {
+			sizes = append(sizes, run.size)
+		}
+	}
+	var frames []byte
+	for i, n := range sizes {
+		frames, _ = proto.AppendDatagram(frames, datagram(i, n))
+	}
+	if _, err := writer.Write(frames); err != nil { // all at once, so runs form
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, n := range sizes {
+		m, err := dst.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, len(sizes), err)
+		}
+		if !bytes.Equal(buf[:m], datagram(i, n)) {
+			t.Fatalf("datagram %d: %d bytes, want its %d bytes", i, m, n)
+		}
+	}
+	writer.Close()
+	if err := <-relayDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// datagram returns datagram i of n bytes, its bytes telling it apart.
+func datagram(i, n int) []byte {
+	b := make([]byte, n)
+	for j := range b {
+		b[j] = byte(i*7 + j)
+	}
+	return b
 }
