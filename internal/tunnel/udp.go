@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -175,20 +176,17 @@ func (u *UDPListener) serve(ctx context.Context, f *flow) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, proto.MaxDatagram)
+		w := newDatagramWriter(st, u.Conn, f.src)
 		for {
-			n, err := proto.ReadDatagram(st, buf)
+			// Counted as it arrives from the tunnel, before it is passed
+			// on: a reply must never be counted before its request.
+			err := w.next(func(n int) { f.touch(); add(u.Count.FromStream, n) })
 			if err != nil {
 				if errors.Is(err, proto.ErrMalformed) {
 					log.Warn("closing UDP flow", "reason", "protocol error", "err", err)
 				}
 				return
 			}
-			f.touch()
-			// Counted as it arrives from the tunnel, before it is passed
-			// on: a reply must never be counted before its request.
-			add(u.Count.FromStream, n)
-			_, _ = u.Conn.WriteToUDPAddrPort(buf[:n], f.src)
 		}
 	}()
 	var frame []byte
@@ -269,14 +267,68 @@ const (
 	maxRun      = 60000
 )
 
-// nextFrameIs reports whether r holds, already read, a whole datagram
-// frame of n bytes next.
-func nextFrameIs(r *bufio.Reader, n int) bool {
-	if r.Buffered() < proto.DatagramHeaderLen+n {
+// datagramWriter passes the datagrams framed on a flow's stream on to a UDP
+// socket. Datagrams of the same size that have already arrived together go
+// out in one system call (segmenter); the rest one each.
+type datagramWriter struct {
+	frames   *bufio.Reader
+	buf, run []byte
+	gso      *segmenter
+	conn     *net.UDPConn
+	to       netip.AddrPort // the destination; zero when conn is connected
+}
+
+func newDatagramWriter(s io.Reader, conn *net.UDPConn, to netip.AddrPort) *datagramWriter {
+	return &datagramWriter{frames: bufio.NewReaderSize(s, maxRun), buf: make([]byte, proto.MaxDatagram),
+		run: make([]byte, 0, maxRun), gso: newSegmenter(), conn: conn, to: to}
+}
+
+// next reads the next datagram, and those of its size already read after
+// it, calls got with each one's size, and sends them. It fails only when
+// the stream does (proto.ErrMalformed for a bad frame).
+func (w *datagramWriter) next(got func(n int)) error {
+	n, err := proto.ReadDatagram(w.frames, w.buf)
+	if err != nil {
+		return err
+	}
+	got(n)
+	if n == 0 {
+		w.send(nil) // an empty datagram is one too
+		return nil
+	}
+	w.run = append(w.run[:0], w.buf[:n]...)
+	for len(w.run)+n <= maxRun && len(w.run)/n < maxSegments && w.nextIs(n) {
+		m, _ := proto.ReadDatagram(w.frames, w.buf) // buffered whole: cannot fail
+		got(m)
+		w.run = append(w.run, w.buf[:m]...)
+	}
+	if len(w.run) > n && w.gso.write(w.conn, w.run, n, w.to) {
+		return nil
+	}
+	// A failed write (ECONNREFUSED from an earlier datagram and the like)
+	// loses that datagram only: UDP has no connection to lose, so go on.
+	for run := w.run; len(run) > 0; run = run[n:] {
+		w.send(run[:n])
+	}
+	return nil
+}
+
+// nextIs reports whether a whole frame of an n-byte datagram has been read
+// from the stream and is next.
+func (w *datagramWriter) nextIs(n int) bool {
+	if w.frames.Buffered() < proto.DatagramHeaderLen+n {
 		return false
 	}
-	hdr, err := r.Peek(proto.DatagramHeaderLen)
+	hdr, err := w.frames.Peek(proto.DatagramHeaderLen)
 	return err == nil && int(binary.BigEndian.Uint32(hdr)) == n
+}
+
+func (w *datagramWriter) send(p []byte) {
+	if w.to.IsValid() {
+		_, _ = w.conn.WriteToUDPAddrPort(p, w.to)
+	} else {
+		_, _ = w.conn.Write(p)
+	}
 }
 
 // RelayUDP carries one flow on the dialing side: frames from s are sent on
@@ -304,11 +356,12 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		frames := bufio.NewReaderSize(s, maxRun)
-		buf, run := make([]byte, proto.MaxDatagram), make([]byte, 0, maxRun)
-		gso := newSegmenter()
+		w := newDatagramWriter(s, conn, netip.AddrPort{})
 		for {
-			n, err := proto.ReadDatagram(frames, buf)
+			// Counted as it arrives from the tunnel, before it is passed
+			// on: the reply to it may come back and be counted as sent
+			// before the write even returns.
+			err := w.next(func(n int) { touch(); add(count.FromStream, n) })
 			if err != nil {
 				if errors.Is(err, proto.ErrMalformed) {
 					finish(err)
@@ -316,32 +369,6 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 					finish(nil) // the listening side ended the flow
 				}
 				return
-			}
-			touch()
-			// Counted as it arrives from the tunnel, before it is passed
-			// on: the reply to it may come back and be counted as sent
-			// before the write even returns.
-			add(count.FromStream, n)
-			if n == 0 {
-				_, _ = conn.Write(nil) // an empty datagram is one too
-				continue
-			}
-			// Datagrams of the same size that have already arrived go out
-			// with this one, in one system call.
-			run = append(run[:0], buf[:n]...)
-			for len(run)+n <= maxRun && len(run)/n < maxSegments && nextFrameIs(frames, n) {
-				m, _ := proto.ReadDatagram(frames, buf) // buffered whole: cannot fail
-				run = append(run, buf[:m]...)
-				add(count.FromStream, m)
-			}
-			if len(run) > n && gso.write(conn, run, n) {
-				continue
-			}
-			// A failed write (ECONNREFUSED from an earlier datagram and
-			// the like) loses that datagram only: UDP has no connection
-			// to lose, so keep going.
-			for ; len(run) > 0; run = run[n:] {
-				_, _ = conn.Write(run[:n])
 			}
 		}
 	}()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -19,7 +20,13 @@ import (
 // test to read or not. It returns the socket's address and the drop counter.
 func startUDPListener(t *testing.T, maxFlows int) (*net.UDPAddr, *atomic.Uint64, *quic.Stream) {
 	t.Helper()
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return startUDPListenerOn(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, maxFlows)
+}
+
+// startUDPListenerOn is startUDPListener on the address at.
+func startUDPListenerOn(t *testing.T, at *net.UDPAddr, maxFlows int) (*net.UDPAddr, *atomic.Uint64, *quic.Stream) {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,9 +128,54 @@ func TestUDPListenerCountsBackedUpDrops(t *testing.T) {
 	}
 }
 
-// RelayUDP delivers every datagram of a stream intact and in order: runs of
-// equal sizes that arrive together (sent segmented) and the sizes around
-// them, from empty to the largest.
+// runSizes is a sequence of datagram sizes with runs of equal sizes (sent
+// segmented when they arrive together) and the sizes around them, from
+// empty to the largest.
+func runSizes() []int {
+	var sizes []int
+	for _, run := range []struct{ size, count int }{{1200, 40}, {0, 1}, {1200, 3}, {7, 1}, {1400, 20}, {65507, 1}, {1200, 1}, {500, 70}} {
+		for range run.count {
+			sizes = append(sizes, run.size)
+		}
+	}
+	return sizes
+}
+
+// sendRuns frames the datagrams of runSizes onto w at once, so runs form,
+// and checks that r receives every one intact and in order.
+func sendRuns(t *testing.T, w io.Writer, r *net.UDPConn) {
+	t.Helper()
+	sizes := runSizes()
+	var frames []byte
+	for i, n := range sizes {
+		frames, _ = proto.AppendDatagram(frames, datagram(i, n))
+	}
+	if _, err := w.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	r.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, n := range sizes {
+		m, err := r.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, len(sizes), err)
+		}
+		if !bytes.Equal(buf[:m], datagram(i, n)) {
+			t.Fatalf("datagram %d: %d bytes, want its %d bytes", i, m, n)
+		}
+	}
+}
+
+// datagram returns datagram i of n bytes, its bytes telling it apart.
+func datagram(i, n int) []byte {
+	b := make([]byte, n)
+	for j := range b {
+		b[j] = byte(i*7 + j)
+	}
+	return b
+}
+
+// RelayUDP delivers every datagram of its stream to the destination.
 func TestRelayUDPDeliversRuns(t *testing.T) {
 	dst, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -138,42 +190,26 @@ func TestRelayUDPDeliversRuns(t *testing.T) {
 	writer, relayed := quicPair(t)
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- RelayUDP(conn, relayed, time.Minute, Counters{}) }()
-
-	var sizes []int
-	for _, run := range []struct{ size, count int }{{1200, 40}, {0, 1}, {1200, 3}, {7, 1}, {1400, 20}, {65507, 1}, {1200, 1}, {500, 70}} {
-		for range run.count {
-			sizes = append(sizes, run.size)
-		}
-	}
-	var frames []byte
-	for i, n := range sizes {
-		frames, _ = proto.AppendDatagram(frames, datagram(i, n))
-	}
-	if _, err := writer.Write(frames); err != nil { // all at once, so runs form
-		t.Fatal(err)
-	}
-	buf := make([]byte, 65535)
-	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for i, n := range sizes {
-		m, err := dst.Read(buf)
-		if err != nil {
-			t.Fatalf("datagram %d of %d: %v", i, len(sizes), err)
-		}
-		if !bytes.Equal(buf[:m], datagram(i, n)) {
-			t.Fatalf("datagram %d: %d bytes, want its %d bytes", i, m, n)
-		}
-	}
+	sendRuns(t, writer, dst)
 	writer.Close()
 	if err := <-relayDone; err != nil {
 		t.Fatal(err)
 	}
 }
 
-// datagram returns datagram i of n bytes, its bytes telling it apart.
-func datagram(i, n int) []byte {
-	b := make([]byte, n)
-	for j := range b {
-		b[j] = byte(i*7 + j)
+// A UDPListener delivers every reply on a flow's stream to that flow's
+// source, also from a socket on all addresses (IPv4 sources then appear
+// IPv4-mapped), as remote forwards listen.
+func TestUDPListenerDeliversRuns(t *testing.T) {
+	for _, at := range []*net.UDPAddr{{IP: net.IPv4(127, 0, 0, 1)}, {}} {
+		t.Run(at.String(), func(t *testing.T) {
+			addr, _, peer := startUDPListenerOn(t, at, 0)
+			src := sendDatagrams(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: addr.Port}, 1, 10) // opens the flow
+			growReceiveBuffer(src, udpReceiveBuffer)
+			if n, err := proto.ReadDatagram(peer, make([]byte, proto.MaxDatagram)); err != nil || n != 10 {
+				t.Fatalf("first datagram: %d bytes, %v", n, err)
+			}
+			sendRuns(t, peer, src)
+		})
 	}
-	return b
 }

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,15 +30,20 @@ func newSegmenter() *segmenter {
 	return &segmenter{oob: oob}
 }
 
-// write sends run, datagrams of seg bytes each, in one system call. It
-// reports false when it did not send them; the caller then sends them one
-// by one.
-func (g *segmenter) write(c *net.UDPConn, run []byte, seg int) bool {
+// write sends run, datagrams of seg bytes each (the last may be shorter),
+// in one system call, to `to`, or to c's peer when `to` is zero. It reports
+// false when it did not send them; the caller then sends them one by one.
+func (g *segmenter) write(c *net.UDPConn, run []byte, seg int, to netip.AddrPort) bool {
 	if g.tooBig < 0 || (g.tooBig > 0 && seg >= g.tooBig) {
 		return false
 	}
 	*(*uint16)(unsafe.Pointer(&g.oob[unix.CmsgSpace(0)])) = uint16(seg)
-	_, _, err := c.WriteMsgUDP(run, g.oob, nil)
+	var err error
+	if to.IsValid() {
+		_, _, err = c.WriteMsgUDPAddrPort(run, g.oob, to)
+	} else {
+		_, _, err = c.WriteMsgUDP(run, g.oob, nil)
+	}
 	switch {
 	case err == nil:
 		return true

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -25,7 +26,7 @@ func TestSegmenterSendsDatagrams(t *testing.T) {
 		run = append(run, bytes.Repeat([]byte{byte(i)}, 1200)...)
 	}
 	run = run[:len(run)-200] // the last datagram is 1000 bytes
-	if !newSegmenter().write(c, run, 1200) {
+	if !newSegmenter().write(c, run, 1200, netip.AddrPort{}) {
 		t.Fatal("loopback did not take a segmented send")
 	}
 	buf := make([]byte, 65535)

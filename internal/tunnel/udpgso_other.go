@@ -2,7 +2,10 @@
 
 package tunnel
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 // segmenter would send runs of equal-sized datagrams in one system call;
 // only Linux has UDP_SEGMENT, so here every datagram goes on its own.
@@ -10,4 +13,4 @@ type segmenter struct{}
 
 func newSegmenter() *segmenter { return &segmenter{} }
 
-func (*segmenter) write(*net.UDPConn, []byte, int) bool { return false }
+func (*segmenter) write(*net.UDPConn, []byte, int, netip.AddrPort) bool { return false }
