@@ -261,33 +261,35 @@ func (u *UDPListener) expire(ctx context.Context) {
 
 // A run of equal-sized datagrams sent in one system call (segmenter) is at
 // most maxSegments datagrams (the kernel's UDP_MAX_SEGMENTS) and maxRun
-// bytes (within an IP packet's 64 KiB).
+// bytes (within an IP packet's 64 KiB). Runs form from what one stream read
+// brought in: up to frameReadAhead bytes.
 const (
-	maxSegments = 64
-	maxRun      = 60000
+	maxSegments    = 64
+	maxRun         = 60000
+	frameReadAhead = 16 << 10
 )
 
 // datagramWriter passes the datagrams framed on a flow's stream on to a UDP
 // socket. Datagrams of the same size that have already arrived together go
 // out in one system call (segmenter); the rest one each.
 type datagramWriter struct {
-	frames   *bufio.Reader
-	buf, run []byte
-	gso      *segmenter
-	conn     *net.UDPConn
-	to       netip.AddrPort // the destination; zero when conn is connected
+	frames *bufio.Reader
+	run    []byte // the datagrams to send; room for the largest one
+	gso    *segmenter
+	conn   *net.UDPConn
+	to     netip.AddrPort // the destination; zero when conn is connected
 }
 
 func newDatagramWriter(s io.Reader, conn *net.UDPConn, to netip.AddrPort) *datagramWriter {
-	return &datagramWriter{frames: bufio.NewReaderSize(s, maxRun), buf: make([]byte, proto.MaxDatagram),
-		run: make([]byte, 0, maxRun), gso: newSegmenter(), conn: conn, to: to}
+	return &datagramWriter{frames: bufio.NewReaderSize(s, frameReadAhead), run: make([]byte, 0, proto.MaxDatagram),
+		gso: newSegmenter(), conn: conn, to: to}
 }
 
 // next reads the next datagram, and those of its size already read after
 // it, calls got with each one's size, and sends them. It fails only when
 // the stream does (proto.ErrMalformed for a bad frame).
 func (w *datagramWriter) next(got func(n int)) error {
-	n, err := proto.ReadDatagram(w.frames, w.buf)
+	n, err := proto.ReadDatagram(w.frames, w.run[:cap(w.run)])
 	if err != nil {
 		return err
 	}
@@ -296,11 +298,11 @@ func (w *datagramWriter) next(got func(n int)) error {
 		w.send(nil) // an empty datagram is one too
 		return nil
 	}
-	w.run = append(w.run[:0], w.buf[:n]...)
+	w.run = w.run[:n]
 	for len(w.run)+n <= maxRun && len(w.run)/n < maxSegments && w.nextIs(n) {
-		m, _ := proto.ReadDatagram(w.frames, w.buf) // buffered whole: cannot fail
+		m, _ := proto.ReadDatagram(w.frames, w.run[len(w.run):cap(w.run)]) // buffered whole: cannot fail
+		w.run = w.run[:len(w.run)+m]
 		got(m)
-		w.run = append(w.run, w.buf[:m]...)
 	}
 	if len(w.run) > n && w.gso.write(w.conn, w.run, n, w.to) {
 		return nil
