@@ -443,9 +443,11 @@ func (s *Server) reclaim(port uint16, protocol proto.Protocol, asker *session) *
 	if holder == nil {
 		return nil
 	}
-	// Long enough for an acknowledgement to come back, or for a lost probe
-	// to be sent again, on any link a session survives.
-	wait := time.Second + 3*holder.conn.ConnectionStats().SmoothedRTT
+	// A live client acknowledges within milliseconds; this is long enough
+	// for a lost probe to be sent again on any link a session survives, and
+	// for a busy client to be scheduled: taking a live client's port would
+	// be worse than a new one waiting two seconds.
+	wait := 2*time.Second + 3*holder.conn.ConnectionStats().SmoothedRTT
 	if holder.answers(wait) {
 		return nil
 	}
