@@ -212,18 +212,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	go func() { transfer <- testutil.EchoCheck(entry, 128<<20, 3) }()
 	time.Sleep(300 * time.Millisecond)
 
-	cp.Signal(syscall.SIGTERM)
-	if code := cp.Wait(20 * time.Second); code != 0 {
-		t.Fatalf("control plane exit code %d after SIGTERM", code)
-	}
-	if !running(dp) {
-		t.Fatal("the data plane exited with its control plane")
-	}
-	cp2 := testutil.StartProcess(t, quicportBin, env, "server", "--listen", listen, "--api-listen", "127.0.0.1:0")
-	adopted := cp2.WaitLog("adopted a running data plane", 1, 30*time.Second)
-	if int(adopted["pid"].(float64)) != dp {
-		t.Fatalf("adopted %v, want data plane %d", adopted["pid"], dp)
-	}
+	cp2 := restartControlPlane(t, cp, dp, env, "server", "--listen", listen, "--api-listen", "127.0.0.1:0")
 	cp2.WaitLog("quicport server listening", 1, 30*time.Second)
 	if err := <-transfer; err != nil {
 		t.Fatalf("transfer across the control plane restart: %v", err)
@@ -252,6 +241,26 @@ func TestControlPlaneRestart(t *testing.T) {
 	if err := testutil.EchoCheck(entry, 1<<20, 5); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// restartControlPlane stops control plane cp with SIGTERM, checks that its
+// data plane dp serves on, and starts a new control plane with args, which
+// must adopt dp.
+func restartControlPlane(t *testing.T, cp *testutil.Process, dp int, env []string, args ...string) *testutil.Process {
+	t.Helper()
+	cp.Signal(syscall.SIGTERM)
+	if code := cp.Wait(20 * time.Second); code != 0 {
+		t.Fatalf("control plane exit code %d after SIGTERM", code)
+	}
+	if !running(dp) {
+		t.Fatal("the data plane exited with its control plane")
+	}
+	next := testutil.StartProcess(t, quicportBin, env, args...)
+	adopted := next.WaitLog("adopted a running data plane", 1, 30*time.Second)
+	if int(adopted["pid"].(float64)) != dp {
+		t.Fatalf("adopted %v, want data plane %d", adopted["pid"], dp)
+	}
+	return next
 }
 
 // ctlFails runs quicport ctl, expects it to fail, and returns its output.
@@ -411,15 +420,7 @@ func TestControlPlaneRestartWithoutBPF(t *testing.T) {
 	go func() { transfer <- testutil.EchoCheck(lpf, 64<<20, 3) }()
 	time.Sleep(300 * time.Millisecond)
 
-	cp.Signal(syscall.SIGTERM)
-	if code := cp.Wait(20 * time.Second); code != 0 {
-		t.Fatalf("control plane exit code %d after SIGTERM", code)
-	}
-	cp2 := testutil.StartProcess(t, quicportBin, env, "server", "--no-bpf", "--listen", listen, "--api-listen", "127.0.0.1:0")
-	adopted := cp2.WaitLog("adopted a running data plane", 1, 30*time.Second)
-	if int(adopted["pid"].(float64)) != dp {
-		t.Fatalf("adopted %v, want data plane %d", adopted["pid"], dp)
-	}
+	cp2 := restartControlPlane(t, cp, dp, env, "server", "--no-bpf", "--listen", listen, "--api-listen", "127.0.0.1:0")
 	if started := cp2.WaitLog("quicport server listening", 1, 30*time.Second); started["graceful_restart"] != "unavailable" {
 		t.Fatalf("start-up line: %v", started)
 	}
