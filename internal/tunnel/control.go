@@ -18,7 +18,7 @@ type Control struct {
 	out  chan []byte
 	done chan struct{}
 	wg   sync.WaitGroup
-	err  error // first write error; read after done is closed
+	err  error // why the writer stopped; read after done is closed
 }
 
 // controlQueue bounds the messages waiting to be written.
@@ -39,6 +39,10 @@ func (c *Control) writer(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// A QUIC connection's context carries why the connection
+			// closed (the peer's close code and reason); callers of Send
+			// need that, not a bare "closed pipe".
+			c.err = context.Cause(ctx)
 			return
 		case b := <-c.out:
 			if _, err := c.w.Write(b); err != nil {
@@ -56,16 +60,20 @@ func (c *Control) Send(ctx context.Context, m proto.Message) error {
 	if err != nil {
 		return err
 	}
+	// A stopped writer wins over free room in the queue, which select
+	// would otherwise pick at random.
+	select {
+	case <-c.done:
+		return c.err
+	default:
+	}
 	select {
 	case c.out <- b:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.done:
-		if c.err != nil {
-			return c.err
-		}
-		return io.ErrClosedPipe
+		return c.err
 	}
 }
 
