@@ -205,6 +205,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	defer c.bg.Wait()
+	// The first handshake can take up to --timeout when the server does
+	// not answer; say what is happening meanwhile.
+	c.log.Info("connecting to the server", "timeout", cfg.Timeout.String())
 	return c.loop(ctx, c.once)
 }
 
