@@ -279,12 +279,13 @@ func TestX25519FromEnvironment(t *testing.T) {
 }
 
 func TestClientCannotReachServer(t *testing.T) {
-	// A UDP port nobody serves: the handshake times out.
+	// A UDP port nobody serves: the host's ICMP answer ends the attempt at
+	// once, and the message says what it means.
 	cl := start(t, map[string]string{"XDG_DATA_HOME": t.TempDir()}, "client", "-s", "127.0.0.1:9", "--reconnect=false", "--psk", "x", "-L", "127.0.0.1:0", "-R", "22")
 	if code := cl.wait(); code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}
-	if !strings.Contains(cl.errors(), "cannot reach server 127.0.0.1:9") {
+	if !strings.Contains(cl.errors(), "cannot reach server 127.0.0.1:9: nothing listens on that UDP port") {
 		t.Errorf("stderr = %q", cl.errors())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -28,14 +29,16 @@ func (s *session) dial(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolve server %s: %w", cfg.Server, err)
 	}
+	v6 := raddr.IP.To4() == nil
 	bind := &net.UDPAddr{IP: net.IPv4zero}
-	if raddr.IP.To4() == nil {
+	if v6 {
 		bind = &net.UDPAddr{IP: net.IPv6unspecified}
 	}
 	udp, err := net.ListenUDP("udp", bind)
 	if err != nil {
 		return fmt.Errorf("bind UDP socket: %w", err)
 	}
+	reportUnreachable(udp, v6, true)
 	var refused atomic.Uint64 // datagrams the kernel would not send
 	tr := &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&refused, s.log)}}
 	dialCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -48,6 +51,9 @@ func (s *session) dial(ctx context.Context) error {
 			return ctx.Err()
 		}
 		var ie *quic.IdleTimeoutError
+		if err := unreachableError(cfg.Server, err); err != nil {
+			return err
+		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
 			if n := refused.Load(); n > 0 {
 				return fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", cfg.Server, n, cfg.Timeout)
@@ -63,7 +69,24 @@ func (s *session) dial(ctx context.Context) error {
 		}
 		return fmt.Errorf("connect to server %s: %w", cfg.Server, err)
 	}
+	reportUnreachable(udp, v6, false)
 	s.udp, s.tr, s.conn = udp, tr, conn
+	return nil
+}
+
+// unreachableError explains a handshake that an ICMP error ended (see
+// reportUnreachable), or returns nil.
+func unreachableError(server string, err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return nil
+	}
+	switch errno {
+	case syscall.ECONNREFUSED:
+		return fmt.Errorf("cannot reach server %s: nothing listens on that UDP port (its host answered \"port unreachable\"); check the port, and that quicport server runs there", server)
+	case syscall.EHOSTUNREACH, syscall.ENETUNREACH:
+		return fmt.Errorf("cannot reach server %s: %v (an ICMP error from the network); check the address and the route", server, errno)
+	}
 	return nil
 }
 
