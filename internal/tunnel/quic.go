@@ -30,5 +30,8 @@ func QUICConfig(keepAlive, idle time.Duration) *quic.Config {
 		KeepAlivePeriod:       keepAlive,
 		MaxIncomingStreams:    MaxStreams,
 		MaxIncomingUniStreams: -1, // quicport uses bidirectional streams only
+		// A relay that aborts still delivers what its TCP peer sent
+		// before the abort (see Relay): RESET_STREAM_AT.
+		EnableStreamResetPartialDelivery: true,
 	}
 }

@@ -6,6 +6,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -29,6 +30,10 @@ type Stream interface {
 	io.ReadWriteCloser
 	CancelRead(quic.StreamErrorCode)
 	CancelWrite(quic.StreamErrorCode)
+	// SetReliableBoundary makes a later CancelWrite deliver what was
+	// written so far before the reset takes effect (RESET_STREAM_AT,
+	// when both ends enable it; see QUICConfig).
+	SetReliableBoundary()
 	Context() context.Context
 }
 
@@ -91,8 +96,12 @@ type Stats struct {
 // and finishes s. An EOF on one side is forwarded as a half-close (FIN on
 // the stream, shutdown(SHUT_WR) on TCP) and the other direction keeps
 // flowing. An error in either direction aborts both: the stream is reset
-// and the TCP connection closed. Relay returns the first such error (nil
-// after a clean close in both directions).
+// and the TCP connection reset (RST). An abort loses no byte that TCP
+// would have delivered: what the TCP peer sent before it failed still
+// reaches the far end before the stream's reset does (RESET_STREAM_AT),
+// and what the stream delivered before its reset is sent to the TCP peer
+// before the RST. Relay returns the first such error (nil after a clean
+// close in both directions).
 func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	var (
 		st      Stats
@@ -100,12 +109,24 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		errOnce sync.Once
 		first   error
 	)
-	abort := func(err error) {
+	// tcpFailed says which side failed: the TCP one (its peer reset, say)
+	// or the stream (reset by the far end, or its connection lost).
+	abort := func(err error, tcpFailed bool) {
 		errOnce.Do(func() {
 			first = err
+			if tcpFailed {
+				// Everything read from TCP so far was sent before the
+				// failure, as part of the byte stream: deliver it.
+				s.SetReliableBoundary()
+			}
 			s.CancelWrite(proto.StreamAborted)
 			s.CancelRead(proto.StreamAborted)
 			if tc, ok := c.(*net.TCPConn); ok {
+				if !tcpFailed {
+					// The RST would discard what the kernel has not
+					// sent yet: let it go first.
+					waitSent(tc)
+				}
 				_ = tc.SetLinger(0) // reset, so the TCP peer knows it was not a clean end
 			}
 			_ = c.Close()
@@ -118,29 +139,31 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	fired := make(chan struct{})
 	stop := context.AfterFunc(s.Context(), func() {
 		defer close(fired)
-		if cause := context.Cause(s.Context()); !errors.Is(cause, quic.ErrStreamClosed) {
-			abort(cause)
+		if cause := context.Cause(s.Context()); !errors.Is(cause, quic.ErrStreamClosed) && !sendStopped(cause) {
+			abort(cause, false)
 		}
 	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := copyBuf(s, c, count.ToStream)
+		n, rerr, werr := copyBuf(s, c, count.ToStream)
 		st.ToStream = n
-		if err != nil {
-			abort(err)
+		if rerr != nil || werr != nil {
+			if !sendStopped(werr) {
+				abort(cmp.Or(rerr, werr), rerr != nil)
+			}
 			return
 		}
-		if err := s.Close(); err != nil {
-			abort(err)
+		if err := s.Close(); err != nil && !sendStopped(err) {
+			abort(err, false)
 		}
 	}()
-	n, err := copyBuf(c, s, count.FromStream)
+	n, rerr, werr := copyBuf(c, s, count.FromStream)
 	st.FromStream = n
-	if err != nil {
-		abort(err)
+	if rerr != nil || werr != nil {
+		abort(cmp.Or(rerr, werr), werr != nil)
 	} else if err := c.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
-		abort(err)
+		abort(err, true)
 	}
 	wg.Wait()
 	if !stop() {
@@ -153,12 +176,22 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	return st, first
 }
 
+// sendStopped reports whether err says that the far end stopped reading
+// the stream (STOP_SENDING). That ends the sending direction only: the
+// far end resets its own sending direction too, after what it still owes
+// (see abort), and the receiving direction aborts the relay when it gets
+// there. Aborting at once would throw away the bytes still owed.
+func sendStopped(err error) bool {
+	var se *quic.StreamError
+	return errors.As(err, &se) && se.Remote
+}
+
 // copyBuf copies src to dst and adds each chunk to counters; nothing is
-// allocated per chunk. Like io.Copy it returns nil at EOF.
-func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, error) {
+// allocated per chunk. Like io.Copy it ends without an error at EOF; else
+// it returns the error of src's read or of dst's write.
+func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (total int64, rerr, werr error) {
 	r := newIdleReader(src)
 	defer r.release()
-	var total int64
 	for {
 		buf, rerr := r.read()
 		if n := len(buf); n > 0 {
@@ -168,18 +201,18 @@ func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (int64, er
 				c.Add(uint64(w))
 			}
 			if werr != nil {
-				return total, werr
+				return total, nil, werr
 			}
 			if w != n {
-				return total, io.ErrShortWrite
+				return total, nil, io.ErrShortWrite
 			}
 		}
 		r.done(len(buf))
 		if rerr == io.EOF {
-			return total, nil
+			return total, nil, nil
 		}
 		if rerr != nil {
-			return total, rerr
+			return total, rerr, nil
 		}
 	}
 }

@@ -204,7 +204,7 @@ func BenchmarkCopyBuf(b *testing.B) {
 	b.ReportAllocs()
 	r.left = int64(b.N) * bufSize
 	b.ResetTimer()
-	copyBuf(io.Discard, r, nil)
+	_, _, _ = copyBuf(io.Discard, r, nil)
 }
 
 // Relay against the baseline of io.Copy on the same kind of stream: the
@@ -343,7 +343,7 @@ func TestWaitAfterFullReadsHoldsNoLargeBuffer(t *testing.T) {
 		src := &readyThenWait{data: make([]byte, size), waiting: make(chan struct{}), more: make(chan struct{})}
 		done := make(chan int64)
 		go func() {
-			n, _ := copyBuf(io.Discard, src, nil)
+			n, _, _ := copyBuf(io.Discard, src, nil)
 			done <- n
 		}()
 		<-src.waiting
