@@ -39,8 +39,11 @@ func resetAfter(t *testing.T, c *net.TCPConn, data []byte) {
 }
 
 // readUntilError reads c to its end and returns what it read and how the
-// connection ended.
+// connection ended. It starts late, so that the reset reaches the relay
+// in front of it while the relay's last bytes still wait in its kernel's
+// send queue, which a reset would discard.
 func readUntilError(c net.Conn) ([]byte, error) {
+	time.Sleep(200 * time.Millisecond)
 	c.SetReadDeadline(time.Now().Add(time.Minute))
 	var got bytes.Buffer
 	_, err := io.Copy(&got, c)
