@@ -135,13 +135,26 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	// A direction blocked reading the TCP side notices nothing when the
 	// stream's connection dies (or the peer stops reading): it would wait
 	// for its TCP peer forever. The send side's context ends in both
-	// cases; only our own clean Close is not a reason to abort.
+	// cases; only our own clean Close is not a reason to abort. When the
+	// far end stopped reading (STOP_SENDING), the bytes it still owes us
+	// come first: it resets its own direction after them (see abort), and
+	// the receiving direction aborts when it reaches that reset. Only a
+	// receiving direction that has already ended is aborted here.
+	var received atomic.Bool // the receiving direction has ended
+	stopped := func() bool {
+		cause := context.Cause(s.Context())
+		if cause == nil || errors.Is(cause, quic.ErrStreamClosed) {
+			return false
+		}
+		if !sendStopped(cause) || received.Load() {
+			abort(cause, false)
+		}
+		return true
+	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(s.Context(), func() {
 		defer close(fired)
-		if cause := context.Cause(s.Context()); !errors.Is(cause, quic.ErrStreamClosed) && !sendStopped(cause) {
-			abort(cause, false)
-		}
+		stopped()
 	})
 	wg.Add(1)
 	go func() {
@@ -149,7 +162,7 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		n, rerr, werr := copyBuf(s, c, count.ToStream)
 		st.ToStream = n
 		if rerr != nil || werr != nil {
-			if !sendStopped(werr) {
+			if !sendStopped(werr) { // a STOP_SENDING is the context's to handle
 				abort(cmp.Or(rerr, werr), rerr != nil)
 			}
 			return
@@ -160,10 +173,17 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	}()
 	n, rerr, werr := copyBuf(c, s, count.FromStream)
 	st.FromStream = n
-	if rerr != nil || werr != nil {
+	received.Store(true)
+	switch {
+	case rerr != nil || werr != nil:
 		abort(cmp.Or(rerr, werr), werr != nil)
-	} else if err := c.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
-		abort(err, true)
+	case stopped():
+		// The far end stopped reading what our TCP peer sends, so that
+		// is lost: reset it rather than end cleanly.
+	default:
+		if err := c.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+			abort(err, true)
+		}
 	}
 	wg.Wait()
 	if !stop() {

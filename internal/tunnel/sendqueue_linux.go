@@ -9,7 +9,9 @@ import (
 
 // waitSent waits until c's peer has acknowledged everything written to c,
 // so that a reset (which discards what is still queued) loses nothing. A
-// peer that stops taking data for a second is not waited for further.
+// peer that stops taking data for a second is not waited for further. It
+// asks every millisecond at first and backs off to every 50: a session
+// that dies with many stalled connections must not spin.
 func waitSent(c *net.TCPConn) {
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -20,8 +22,10 @@ func waitSent(c *net.TCPConn) {
 		_ = raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
 		return n
 	}
+	pause := time.Millisecond
 	for last, since := queued(), time.Now(); last > 0 && time.Since(since) < time.Second; {
-		time.Sleep(time.Millisecond)
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
 		if n := queued(); n < last {
 			last, since = n, time.Now()
 		}
