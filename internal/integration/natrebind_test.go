@@ -123,6 +123,9 @@ func TestNATRebindingKeepsTheSession(t *testing.T) {
 			if out, back := r.counts(); out == 0 || back == 0 {
 				t.Fatalf("the NAT rewrote %d packets out and %d back since the last rebinding: it did not bite, so this test proved nothing", out, back)
 			}
+			if s := srv.Sessions(); len(s) != 1 || s[0].Peer != "127.0.0.1:20002" {
+				t.Errorf("server's sessions after the rebindings: %+v, want the one, its peer at the new port 20002", s)
+			}
 			if n := ready.Load(); n != 1 {
 				t.Errorf("the forward was set up %d times, want once: the session did not survive", n)
 			}

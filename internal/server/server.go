@@ -651,7 +651,10 @@ func (s *Server) Sessions() []SessionInfo {
 	for ss := range s.sessList {
 		fwd, _ := ss.forward.Load().(string)
 		info := SessionInfo{
-			Peer: ss.remote, Method: ss.peer.Method.String(), Identity: ss.peer.Identity(), Forward: fwd,
+			// Where the client is now: QUIC follows it across a NAT
+			// rebinding, so this may differ from where it started.
+			Peer:   ss.conn.RemoteAddr().String(),
+			Method: ss.peer.Method.String(), Identity: ss.peer.Identity(), Forward: fwd,
 			Since: ss.since, Connections: ss.active.Load(), BytesSent: ss.bytesSent.Load(), BytesReceived: ss.bytesRcv.Load(),
 		}
 		if ss.peer.Method == auth.MethodX25519 {
