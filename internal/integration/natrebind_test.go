@@ -29,12 +29,7 @@ type rebinder struct {
 func newRebinder(t *testing.T, clientPort, serverPort string) *rebinder {
 	t.Helper()
 	nft := need(t, "nft", "nftables")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root; nftables rules need it")
-		}
-		t.Skip("needs root for nftables")
-	}
+	needRoot(t, "nftables rules")
 	r := &rebinder{t: t, nft: nft, table: fmt.Sprintf("quicport_rebind_%d_%s", os.Getpid(), serverPort), client: clientPort, serverPort: serverPort}
 	t.Cleanup(func() {
 		if out, err := testutil.Command(t, 20*time.Second, nft, "delete", "table", "inet", r.table).CombinedOutput(); err != nil {

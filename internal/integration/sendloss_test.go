@@ -12,6 +12,18 @@ import (
 	"github.com/quicport/quicport/internal/testutil"
 )
 
+// needRoot skips the test unless it runs as root, which what needs; under
+// CI, which runs as root, it fails instead, so nothing is skipped there.
+func needRoot(t *testing.T, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI runs as root; %s need it", what)
+		}
+		t.Skipf("needs root for %s", what)
+	}
+}
+
 // dropOnOutput makes the kernel refuse to send percent of the UDP datagrams
 // to and from port: an nftables rule at the output hook, where a drop
 // fails the sender's sendmsg with EPERM — what a local firewall rule or a
@@ -20,12 +32,7 @@ import (
 func dropOnOutput(t *testing.T, port string, percent int) {
 	t.Helper()
 	nft := need(t, "nft", "nftables")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root; nftables rules need it")
-		}
-		t.Skip("needs root for nftables")
-	}
+	needRoot(t, "nftables rules")
 	table := fmt.Sprintf("quicport_test_%d_%s", os.Getpid(), port)
 	share := fmt.Sprintf("numgen random mod 100 < %d ", percent)
 	if percent >= 100 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -72,12 +71,7 @@ func TestClientSaysWhyServerIsUnreachable(t *testing.T) {
 // dials; the test forges a port unreachable for the client's established
 // socket and checks that the session carries on.
 func TestEstablishedSessionIgnoresICMPErrors(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("this test forges ICMP with a raw socket and needs root; CI runs as root")
-		}
-		t.Skip("needs root for a raw ICMP socket")
-	}
+	needRoot(t, "raw ICMP sockets")
 	cr := credentials(t)[0]
 	srv := testutil.StartServer(t, server.Config{Auth: cr.server})
 	echo := testutil.EchoServer(t)
