@@ -311,7 +311,7 @@ func (p *Plane) spawn() (*child, error) {
 		return nil, err
 	}
 	defer sockFile.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, err
 	}
