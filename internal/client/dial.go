@@ -50,10 +50,10 @@ func (s *session) dial(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var ie *quic.IdleTimeoutError
 		if err := unreachableError(cfg.Server, err); err != nil {
 			return err
 		}
+		var ie *quic.IdleTimeoutError
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
 			if n := refused.Load(); n > 0 {
 				return fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", cfg.Server, n, cfg.Timeout)
