@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sys/unix"
@@ -148,6 +149,10 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		}
 		if !sendStopped(cause) || received.Load() {
 			abort(cause, false)
+		} else if d, ok := c.(interface{ SetWriteDeadline(time.Time) error }); ok {
+			// A TCP peer that does not read must not hold the relay
+			// for ever with bytes that are owed to it.
+			_ = d.SetWriteDeadline(time.Now().Add(owedTimeout))
 		}
 		return true
 	}
@@ -195,6 +200,11 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	_ = c.Close()
 	return st, first
 }
+
+// owedTimeout bounds how long, after the far end aborted, a relay goes on
+// writing what the far end sent before it aborted to a TCP peer that takes
+// it slowly or not at all: the reset follows after it in any case.
+var owedTimeout = 30 * time.Second
 
 // sendStopped reports whether err says that the far end stopped reading
 // the stream (STOP_SENDING). That ends the sending direction only: the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -354,5 +355,38 @@ func TestWaitAfterFullReadsHoldsNoLargeBuffer(t *testing.T) {
 		if n := <-done; n != int64(size) {
 			t.Errorf("copied %d bytes of %d", n, size)
 		}
+	}
+}
+
+// After the far end aborts, the relay still writes what the far end sent
+// before that to its TCP peer, but a peer that never reads does not hold
+// the relay past owedTimeout: it gets a reset instead.
+func TestRelayBoundsBytesOwedToAStalledPeer(t *testing.T) {
+	defer func(d time.Duration) { owedTimeout = d }(owedTimeout)
+	owedTimeout = 300 * time.Millisecond
+	cs, ss := quicPair(t)
+	app, relayEnd := tcpPair(t)
+	done := make(chan error, 1)
+	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
+	// More than the TCP buffers and the stream's window hold: the relay
+	// ends up blocked writing to app, which never reads.
+	go cs.Write(make([]byte, 64<<20))
+	time.Sleep(300 * time.Millisecond)
+	// The far end aborts the way a relay whose TCP peer failed does.
+	cs.SetReliableBoundary()
+	cs.CancelWrite(42)
+	cs.CancelRead(42)
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Relay reported a clean end after the far end aborted")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Relay still waits on a TCP peer that does not read, long after the far end aborted")
+	}
+	app.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, app)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("app's connection ended with %v, want a reset", err)
 	}
 }
