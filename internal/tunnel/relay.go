@@ -122,7 +122,7 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 			}
 			s.CancelWrite(proto.StreamAborted)
 			s.CancelRead(proto.StreamAborted)
-			if tc, ok := c.(*net.TCPConn); ok {
+			if tc, ok := c.(tcpConn); ok {
 				if !tcpFailed {
 					// The RST would discard what the kernel has not
 					// sent yet: let it go first.
@@ -204,7 +204,14 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 // owedTimeout bounds how long, after the far end aborted, a relay goes on
 // writing what the far end sent before it aborted to a TCP peer that takes
 // it slowly or not at all: the reset follows after it in any case.
-var owedTimeout = 30 * time.Second
+const owedTimeout = 30 * time.Second
+
+// tcpConn is what an abort needs of a TCP connection (*net.TCPConn): its
+// send queue, and a reset instead of a clean close.
+type tcpConn interface {
+	syscall.Conn
+	SetLinger(sec int) error
+}
 
 // sendStopped reports whether err says that the far end stopped reading
 // the stream (STOP_SENDING). That ends the sending direction only: the

@@ -1,7 +1,7 @@
 package tunnel
 
 import (
-	"net"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,7 +12,7 @@ import (
 // peer that stops taking data for a second is not waited for further. It
 // asks every millisecond at first and backs off to every 50: a session
 // that dies with many stalled connections must not spin.
-func waitSent(c *net.TCPConn) {
+func waitSent(c syscall.Conn) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return
