@@ -13,21 +13,24 @@ import (
 // asks every millisecond at first and backs off to every 50: a session
 // that dies with many stalled connections must not spin.
 func waitSent(c syscall.Conn) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	queued := func() int {
-		n := 0
-		_ = raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
-		return n
-	}
 	pause := time.Millisecond
-	for last, since := queued(), time.Now(); last > 0 && time.Since(since) < time.Second; {
+	for last, since := sendQueued(c), time.Now(); last > 0 && time.Since(since) < time.Second; {
 		time.Sleep(pause)
 		pause = min(2*pause, 50*time.Millisecond)
-		if n := queued(); n < last {
+		if n := sendQueued(c); n < last {
 			last, since = n, time.Now()
 		}
 	}
+}
+
+// sendQueued returns how many bytes written to c its peer has not
+// acknowledged yet (SIOCOUTQ), 0 when that cannot be asked.
+func sendQueued(c syscall.Conn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+	return n
 }

@@ -4,8 +4,6 @@ import (
 	"net"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // A peer that never reads does not hold waitSent: it gives up once the
@@ -34,9 +32,7 @@ func TestWaitSentGivesUpOnAStalledPeer(t *testing.T) {
 		}
 	}
 	tc := c.(*net.TCPConn)
-	raw, _ := tc.SyscallConn()
-	var queued int
-	raw.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+	queued := sendQueued(tc)
 	if queued == 0 {
 		t.Fatal("nothing queued: the test did not set up a stalled peer")
 	}
