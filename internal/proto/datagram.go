@@ -22,6 +22,10 @@ func AppendDatagram(b, payload []byte) ([]byte, error) {
 	return append(b, payload...), nil
 }
 
+// DatagramLen returns the payload length a frame's header (its first
+// DatagramHeaderLen bytes) announces, unchecked.
+func DatagramLen(hdr []byte) uint32 { return binary.BigEndian.Uint32(hdr) }
+
 // ReadDatagram reads one datagram frame into buf, which must hold
 // MaxDatagram bytes, and returns the payload length. io.EOF means the
 // stream ended between frames.
@@ -30,7 +34,7 @@ func ReadDatagram(r io.Reader, buf []byte) (int, error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := DatagramLen(hdr[:])
 	if n > MaxDatagram || int(n) > len(buf) {
 		return 0, malformed("datagram length %d exceeds %d", n, MaxDatagram)
 	}

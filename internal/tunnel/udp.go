@@ -3,7 +3,6 @@ package tunnel
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -322,7 +321,7 @@ func (w *datagramWriter) nextIs(n int) bool {
 		return false
 	}
 	hdr, err := w.frames.Peek(proto.DatagramHeaderLen)
-	return err == nil && int(binary.BigEndian.Uint32(hdr)) == n
+	return err == nil && proto.DatagramLen(hdr) == uint32(n)
 }
 
 func (w *datagramWriter) send(p []byte) {
