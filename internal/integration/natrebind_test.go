@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/testutil"
@@ -85,7 +87,13 @@ func TestNATRebindingKeepsTheSession(t *testing.T) {
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
 			echo := testutil.EchoServer(t)
-			srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+			auditPath := filepath.Join(t.TempDir(), "audit.log")
+			auditLog, err := audit.Open(auditPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer auditLog.Close()
+			srv := testutil.StartServer(t, server.Config{Auth: cr.server, Audit: auditLog})
 			var ready atomic.Int32
 			cfg := client.Config{
 				Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t),
@@ -126,6 +134,30 @@ func TestNATRebindingKeepsTheSession(t *testing.T) {
 			}
 			if st := srv.Stats(); st.AuthSuccess != 1 {
 				t.Errorf("%d sessions authenticated, want the one", st.AuthSuccess)
+			}
+			// The audit log names the address each event came from: the
+			// first forward opened from the client's own port, the last
+			// close came from the port of the last rebinding.
+			c.Stop()
+			waitFor(t, func() bool { return len(srv.Sessions()) == 0 }, "the session to end")
+			b, err := os.ReadFile(auditPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var opens, closes []string
+			for _, line := range strings.Split(string(b), "\n") {
+				switch {
+				case strings.Contains(line, `"event":"forward_open"`):
+					opens = append(opens, line)
+				case strings.Contains(line, `"event":"forward_close"`):
+					closes = append(closes, line)
+				}
+			}
+			if len(opens) == 0 || !strings.Contains(opens[0], `"remote":"`+sessions[0].Peer+`"`) {
+				t.Errorf("audit log's forward_open: %q, want the first from the client's own address %s", opens, sessions[0].Peer)
+			}
+			if len(closes) == 0 || !strings.Contains(closes[len(closes)-1], `"remote":"127.0.0.1:20002"`) {
+				t.Errorf("audit log's forward_close: %q, want the last from the client's address after the rebindings, 127.0.0.1:20002", closes)
 			}
 		})
 	}

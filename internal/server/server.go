@@ -563,7 +563,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 
 	s.sessions.Add(1)
 	defer s.sessions.Add(-1)
-	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), remote: conn.RemoteAddr().String(), peer: peer, since: time.Now(),
+	sess := &session{srv: s, conn: conn, ctrl: ctrl, log: log, policy: s.policy(peer), peer: peer, since: time.Now(),
 		control: tunnel.NewControl(conn.Context(), ctrl)}
 	s.sessMu.Lock()
 	s.sessList[sess] = struct{}{}

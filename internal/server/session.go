@@ -32,7 +32,6 @@ type session struct {
 	ctrl   *quic.Stream
 	log    *slog.Logger
 	policy permit.Policy
-	remote string // the client's address, for the audit log
 	peer   auth.Peer
 	since  time.Time
 
@@ -65,6 +64,11 @@ type remoteListener struct {
 	handedOver atomic.Bool
 }
 
+// remote is the client's address now, for the audit log: a NAT rebinding
+// moves a session to a new address, and each entry names the one it came
+// from when it happened.
+func (ss *session) remote() string { return ss.conn.RemoteAddr().String() }
+
 // identity names the client for hand-overs: the same identity may take over
 // the session's remote port.
 func (ss *session) identity() string {
@@ -85,7 +89,7 @@ func (ss *session) sendMigrate() {
 	ss.migrateOnce.Do(func() {
 		go func() {
 			if err := ss.control.Send(ss.conn.Context(), proto.SessionMigrate{}); err == nil {
-				ss.srv.log.Info("asked the client to reconnect (draining)", "peer", ss.remote)
+				ss.srv.log.Info("asked the client to reconnect (draining)", "peer", ss.remote())
 			}
 		}()
 	})
@@ -106,7 +110,7 @@ func (ss *session) handOver() (*os.File, error) {
 	}
 	rl.stop()
 	ss.log.Info("handed the remote port over to the client's new session", "active_connections", ss.active.Load())
-	ss.srv.audit("forward_handover", "remote", ss.remote, "port", rl.port, "protocol", rl.protocol.String())
+	ss.srv.audit("forward_handover", "remote", ss.remote(), "port", rl.port, "protocol", rl.protocol.String())
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
@@ -432,7 +436,7 @@ func (ss *session) remoteOpened(ctx context.Context, log *slog.Logger, addr net.
 	ss.log = log
 	ss.forward.Store(fmt.Sprintf("remote %s/%v -> %s", addr, req.Protocol, req.LocalDestination))
 	log.Info("remote forward open")
-	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "remote", "listen", addr.String(), "protocol", req.Protocol.String())
+	ss.srv.audit("forward_open", "remote", ss.remote(), "kind", "remote", "listen", addr.String(), "protocol", req.Protocol.String())
 	ss.respond(ctx, true, proto.StatusSuccess, addr.String())
 	return log
 }
@@ -445,7 +449,7 @@ func (ss *session) remoteCloser(log *slog.Logger, addr net.Addr, stop func()) fu
 		once.Do(func() {
 			stop()
 			log.Info("remote forward closed")
-			ss.srv.audit("forward_close", "remote", ss.remote, "kind", "remote", "listen", addr.String())
+			ss.srv.audit("forward_close", "remote", ss.remote(), "kind", "remote", "listen", addr.String())
 		})
 	}
 }
@@ -549,7 +553,7 @@ func (ss *session) admit() bool {
 	now := time.Now().UnixNano()
 	if last := ss.lastRefusal.Load(); now-last > int64(time.Second) && ss.lastRefusal.CompareAndSwap(last, now) {
 		ss.log.Warn("refusing tunneled connections", "reason", reason)
-		ss.srv.audit("rate_limited", "remote", ss.remote, "reason", reason)
+		ss.srv.audit("rate_limited", "remote", ss.remote(), "reason", reason)
 	}
 	return false
 }
@@ -620,7 +624,7 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 	ss.log = log
 	ss.forward.Store(fmt.Sprintf("local %s -> %s/%v", req.LocalSource, req.Destination, req.Protocol))
 	log.Info("local forward open")
-	ss.srv.audit("forward_open", "remote", ss.remote, "kind", "local", "destination", req.Destination, "protocol", req.Protocol.String())
+	ss.srv.audit("forward_open", "remote", ss.remote(), "kind", "local", "destination", req.Destination, "protocol", req.Protocol.String())
 	ss.respond(ctx, false, proto.StatusSuccess, "")
 
 	ss.wg.Add(1)
@@ -639,7 +643,7 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 		}
 	}()
 	return func() {
-		ss.srv.audit("forward_close", "remote", ss.remote, "kind", "local", "destination", req.Destination)
+		ss.srv.audit("forward_close", "remote", ss.remote(), "kind", "local", "destination", req.Destination)
 	}
 }
 
@@ -648,7 +652,7 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 func (ss *session) deny(ctx context.Context, remote bool, log *slog.Logger, err error, kv ...any) {
 	log.Warn("forward denied", "reason", err.Error())
 	ss.srv.deniedForwards.Add(1)
-	ss.srv.audit("forward_denied", append([]any{"remote", ss.remote, "reason", err.Error()}, kv...)...)
+	ss.srv.audit("forward_denied", append([]any{"remote", ss.remote(), "reason", err.Error()}, kv...)...)
 	ss.respond(ctx, remote, proto.StatusPermissionDenied, err.Error())
 }
 
