@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,18 +20,123 @@ import (
 	"github.com/quicport/quicport/internal/tunnel"
 )
 
-// dial resolves the server, binds a UDP socket of the server's address
-// family and completes the QUIC handshake.
+// otherAddressTimeout bounds a handshake to one of the server's addresses
+// while others remain to be tried: a working path completes a QUIC
+// handshake in a few round trips, and one that stays silent this long is
+// more likely blocked than slow. The last address gets the full Timeout.
+const otherAddressTimeout = 3 * time.Second
+
+// dial resolves the server and completes the QUIC handshake with the first
+// of its addresses that answers. A name may have several (IPv4 and IPv6,
+// or more than one host): those this machine has a route to come first,
+// IPv4 before IPv6 as Go's resolver prefers, and an address that cannot be
+// reached (no answer, an ICMP error) passes the attempt on to the next.
 func (s *session) dial(ctx context.Context) error {
 	cfg := &s.c.cfg
-	host, _, err := net.SplitHostPort(cfg.Server)
+	host, port, err := net.SplitHostPort(cfg.Server)
 	if err != nil {
 		return &permanentError{fmt.Errorf("server address %q: want host:port, such as example.com:39000", cfg.Server)}
 	}
-	raddr, err := net.ResolveUDPAddr("udp", cfg.Server)
+	addrs, err := resolve(ctx, host, port)
 	if err != nil {
 		return fmt.Errorf("resolve server %s: %w", cfg.Server, err)
 	}
+	var errs dialErrors
+	for i, raddr := range addrs {
+		name := cfg.Server
+		if len(addrs) > 1 {
+			name = fmt.Sprintf("%s (%s)", cfg.Server, raddr)
+		}
+		timeout := cfg.Timeout
+		if i < len(addrs)-1 {
+			timeout = min(timeout, otherAddressTimeout)
+		}
+		err := s.dialAddr(ctx, host, name, raddr, timeout)
+		var ue *unreachableError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &ue) {
+			return err
+		}
+		errs = append(errs, err)
+		if i < len(addrs)-1 {
+			s.log.Info("the server's address did not answer; trying its next one", "addr", raddr.String(), "err", err.Error())
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errs
+}
+
+// dialErrors is why each of the server's addresses failed, in order.
+type dialErrors []error
+
+func (e dialErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "none of the server's %d addresses answered: ", len(e))
+	for i, err := range e {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e dialErrors) Unwrap() []error { return e }
+
+// unreachableError is a handshake that found nobody at an address: another
+// of the server's addresses may still work.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// resolve returns the server's addresses in the order to try them: those
+// with a route from this machine (a UDP connect, which sends nothing,
+// finds one) before those without, IPv4 before IPv6, and otherwise as the
+// resolver gave them.
+func resolve(ctx context.Context, host, port string) ([]*net.UDPAddr, error) {
+	p, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	rank := func(ip netip.Addr) int {
+		r := 0
+		if !ip.Unmap().Is4() {
+			r++
+		}
+		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p)))); err != nil {
+			r += 2
+		} else {
+			c.Close()
+		}
+		return r
+	}
+	ranks := make(map[netip.Addr]int, len(ips))
+	ips = slices.DeleteFunc(ips, func(ip netip.Addr) bool {
+		if _, dup := ranks[ip]; dup {
+			return true
+		}
+		ranks[ip] = rank(ip)
+		return false
+	})
+	slices.SortStableFunc(ips, func(a, b netip.Addr) int { return ranks[a] - ranks[b] })
+	addrs := make([]*net.UDPAddr, len(ips))
+	for i, ip := range ips {
+		addrs[i] = net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+	}
+	return addrs, nil
+}
+
+// dialAddr binds a UDP socket of raddr's family and completes the QUIC
+// handshake with raddr within timeout; name is the server as errors call
+// it. It returns an *unreachableError when nobody answered there.
+func (s *session) dialAddr(ctx context.Context, host, name string, raddr *net.UDPAddr, timeout time.Duration) error {
+	cfg := &s.c.cfg
 	v6 := raddr.IP.To4() == nil
 	bind := &net.UDPAddr{IP: net.IPv4zero}
 	if v6 {
@@ -41,7 +149,7 @@ func (s *session) dial(ctx context.Context) error {
 	reportUnreachable(udp, v6, true)
 	var refused atomic.Uint64 // datagrams the kernel would not send
 	tr := &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&refused, s.log)}}
-	dialCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	dialCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
 	if err != nil {
@@ -50,33 +158,33 @@ func (s *session) dial(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := unreachableError(cfg.Server, err); err != nil {
-			return err
+		if err := icmpError(name, err); err != nil {
+			return &unreachableError{err}
 		}
 		var ie *quic.IdleTimeoutError
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ie) {
 			if n := refused.Load(); n > 0 {
-				return fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", cfg.Server, n, cfg.Timeout)
+				return &unreachableError{fmt.Errorf("cannot reach server %s: the system refused to send to it (%d datagrams), so no QUIC handshake within %v; check for a firewall rule that drops outgoing UDP to it, and the route", name, n, timeout)}
 			}
-			return fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", cfg.Server, cfg.Timeout)
+			return &unreachableError{fmt.Errorf("cannot reach server %s: no QUIC handshake within %v; check the address, that quicport server runs there, and that UDP is not blocked", name, timeout)}
 		}
 		if tlsErr := s.tlsError(err); tlsErr != nil {
 			return tlsErr
 		}
 		var te *quic.TransportError
 		if errors.As(err, &te) && te.Remote && te.ErrorCode == quic.ConnectionRefused {
-			return fmt.Errorf("server %s refused the connection: it is restarting, or overloaded, or this address failed to authenticate too often (wait a minute and check the credentials)", cfg.Server)
+			return fmt.Errorf("server %s refused the connection: it is restarting, or overloaded, or this address failed to authenticate too often (wait a minute and check the credentials)", name)
 		}
-		return fmt.Errorf("connect to server %s: %w", cfg.Server, err)
+		return fmt.Errorf("connect to server %s: %w", name, err)
 	}
 	reportUnreachable(udp, v6, false)
 	s.udp, s.tr, s.conn = udp, tr, conn
 	return nil
 }
 
-// unreachableError explains a handshake that an ICMP error ended (see
+// icmpError explains a handshake that an ICMP error ended (see
 // reportUnreachable), or returns nil.
-func unreachableError(server string, err error) error {
+func icmpError(server string, err error) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return nil

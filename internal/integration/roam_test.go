@@ -2,64 +2,35 @@ package integration
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/testutil"
 )
 
-// roamingHost is a network namespace, the client's machine, joined to
-// this one by two links, "wifi" and "wired", each a veth pair with a
-// subnet of its own (198.18.N.0/24 and 198.19.N.0/24, from the range set
-// aside for benchmarks). The server's address is this side of the wifi
-// link; across wired it is reached through a route, as across the
-// internet.
+// roamingHost is the client's machine with two links to this one, "wifi"
+// and "wired", each with a subnet of its own (198.18.N.0/24 and
+// 198.19.N.0/24, from the range set aside for benchmarks). The server's
+// address is this side of the wifi link; across wired it is reached
+// through a route, as across the internet.
 type roamingHost struct {
-	t          *testing.T
-	ip, ns     string
+	*netnsHost
 	wifi, wire string // the interface names inside the namespace
 	server     string // the server's address, this side of the wifi link
-	n          int
 }
 
 func newRoamingHost(t *testing.T) *roamingHost {
 	t.Helper()
-	ip := need(t, "ip", "iproute2")
-	needRoot(t, "network namespaces")
-	n := os.Getpid()%200 + 1 // not bench/run's 198.18.213 and .214
-	h := &roamingHost{t: t, ip: ip, ns: fmt.Sprintf("qproam%d", os.Getpid()), n: n,
-		wifi: "wifi0", wire: "wired0", server: fmt.Sprintf("198.18.%d.1", n)}
-	h.run("netns", "add", h.ns)
-	t.Cleanup(func() {
-		// Deleting the namespace deletes the links in it and their peers.
-		if out, err := testutil.Command(t, 20*time.Second, ip, "netns", "del", h.ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", h.ns, err, out)
-		}
-	})
-	h.run("-n", h.ns, "link", "set", "lo", "up")
+	h := &roamingHost{netnsHost: newNetnsHost(t), wifi: "wifi0", wire: "wired0"}
+	h.server = fmt.Sprintf("198.18.%d.1", h.n)
 	for i, name := range []string{h.wifi, h.wire} {
-		outside := fmt.Sprintf("qpr%d%c", os.Getpid(), 'a'+i)
-		h.run("link", "add", outside, "type", "veth", "peer", "name", name, "netns", h.ns)
-		h.run("addr", "add", fmt.Sprintf("198.%d.%d.1/24", 18+i, n), "dev", outside)
-		h.run("link", "set", outside, "up")
-		h.run("-n", h.ns, "addr", "add", fmt.Sprintf("198.%d.%d.2/24", 18+i, n), "dev", name)
-		h.run("-n", h.ns, "link", "set", name, "up")
+		outside := h.link(name, byte('a'+i))
+		h.run("addr", "add", fmt.Sprintf("198.%d.%d.1/24", 18+i, h.n), "dev", outside)
+		h.run("-n", h.ns, "addr", "add", fmt.Sprintf("198.%d.%d.2/24", 18+i, h.n), "dev", name)
 	}
 	return h
-}
-
-func (h *roamingHost) run(args ...string) {
-	h.t.Helper()
-	if out, err := testutil.Command(h.t, 20*time.Second, h.ip, args...).CombinedOutput(); err != nil {
-		h.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
 }
 
 // leaveWifi takes the wifi link down (its routes go with it: for a moment
@@ -69,44 +40,6 @@ func (h *roamingHost) leaveWifi() {
 	h.run("-n", h.ns, "link", "set", h.wifi, "down")
 	time.Sleep(100 * time.Millisecond)
 	h.run("-n", h.ns, "route", "add", h.server+"/32", "via", fmt.Sprintf("198.19.%d.1", h.n), "dev", h.wire)
-}
-
-// wrap returns an executable that runs bin inside the namespace.
-func (h *roamingHost) wrap(bin string) string {
-	h.t.Helper()
-	path := filepath.Join(h.t.TempDir(), "in-netns")
-	script := fmt.Sprintf("#!/bin/sh\nexec %s netns exec %s %s \"$@\"\n", h.ip, h.ns, bin)
-	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
-		h.t.Fatal(err)
-	}
-	return path
-}
-
-// inside runs f with the calling thread in the namespace, so the sockets f
-// opens belong to it (and stay there, whichever thread serves them later).
-func (h *roamingHost) inside(f func()) {
-	h.t.Helper()
-	here, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer here.Close()
-	there, err := os.Open("/run/netns/" + h.ns)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer there.Close()
-	runtime.LockOSThread()
-	if err := unix.Setns(int(there.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		h.t.Fatalf("setns %s: %v", h.ns, err)
-	}
-	f()
-	if err := unix.Setns(int(here.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked and ends with this goroutine.
-		h.t.Fatalf("setns back: %v", err)
-	}
-	runtime.UnlockOSThread()
 }
 
 // A client whose machine moves to another network in the middle of a
@@ -123,10 +56,7 @@ func TestClientChangesNetworks(t *testing.T) {
 	var echo string
 	h.inside(func() { echo = testutil.EchoServer(t) })
 	port := testutil.Itoa(testutil.FreePort(t))
-	dir := t.TempDir()
-	c := testutil.StartProcess(t, h.wrap(quicportBin),
-		[]string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "QUICPORT_PSK=" + string(cr.client.PSK)},
-		"client", "-s", h.server+":"+testutil.Port(t, srv.AddrString()), "--accept-new-host", "-r", port, "-l", echo)
+	c := h.startClient(t, cr, "-s", h.server+":"+testutil.Port(t, srv.AddrString()), "-r", port, "-l", echo)
 	c.WaitLog("forward established", 1, 20*time.Second)
 	entry := "127.0.0.1:" + port
 	before := fmt.Sprintf("198.18.%d.2:", h.n)
