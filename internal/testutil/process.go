@@ -47,6 +47,7 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--log-format", "json"}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "XDG_STATE_HOME=" + t.TempDir()}, env...)
+	cmd.SysProcAttr = dieWithTest()
 	p := &Process{t: t, cmd: cmd, done: make(chan struct{}), signal: make(chan struct{}, 1)}
 	// An *os.File, not an io.Writer: the process's children (a server's
 	// data planes) inherit it, and Wait must not wait for them to close it.
