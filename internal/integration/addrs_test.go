@@ -29,14 +29,14 @@ func TestClientTriesEachServerAddress(t *testing.T) {
 
 	cr := credentials(t)[0] // a PSK
 	srv := testutil.StartServer(t, server.Config{Auth: cr.server, Listen: "[" + v6(1) + "]:0"})
-	server := "quicport-server:" + testutil.Port(t, srv.AddrString())
+	name := "quicport-server:" + testutil.Port(t, srv.AddrString())
 	var echo string
 	h.inside(func() { echo = testutil.EchoServer(t) })
 
 	connect := func(t *testing.T) string {
 		t.Helper()
 		port := testutil.Itoa(testutil.FreePort(t))
-		c := h.startClient(t, cr, "-s", server, "-r", port, "-l", echo)
+		c := h.startClient(t, cr, "-s", name, "-r", port, "-l", echo)
 		c.WaitLog("forward established", 1, 30*time.Second)
 		if err := testutil.EchoCheck("127.0.0.1:"+port, 1<<20, 31); err != nil {
 			t.Fatalf("through the tunnel: %v", err)
