@@ -37,7 +37,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.acceptNew, "accept-new-host", false, "record an unknown server's certificate without asking (a changed one is still refused)")
 	fs.BoolVar(&f.reconnect, "reconnect", true, "reconnect after a lost session or a failed attempt (never after refused credentials or forwards)")
 	fs.IntVar(&f.maxAttempts, "reconnect-max-attempts", 0, "give up after this many reconnection attempts in a row; 0 = never")
-	fs.Var(seconds{&f.reconnectDelay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60")
+	fs.Var(seconds{&f.reconnectDelay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60, and starts over when the network changes")
 	addQUICFlags(cmd, &f.keepAlive, &f.idleTimeout)
 }
 

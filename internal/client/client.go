@@ -208,7 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// The first handshake can take up to --timeout when the server does
 	// not answer; say what is happening meanwhile.
 	c.log.Info("connecting to the server", "timeout", cfg.Timeout.String())
-	return c.loop(ctx, c.once)
+	return c.loop(ctx, c.once, watchNetwork(ctx, c.log))
 }
 
 // once runs one session: connect, then serve until it ends. established says

@@ -14,11 +14,20 @@ import (
 // MaxReconnectDelay caps the wait between reconnection attempts.
 const MaxReconnectDelay = 60 * time.Second
 
+// networkSettle is how long the client waits after this machine gains an
+// address or a route before it tries again: a network that comes up
+// announces itself in a burst (link, addresses, then routes).
+const networkSettle = time.Second
+
 // loop calls once until ctx ends, a session ends without error, the failure
 // is permanent, or reconnecting is off or out of attempts. The wait between
 // attempts grows exponentially (with jitter) from ReconnectDelay to
 // MaxReconnectDelay and starts over after a session that was established.
-func (c *client) loop(ctx context.Context, once func(context.Context) (bool, error)) error {
+// A report on changed (watchNetwork: an address or a route added) ends the
+// wait early, after networkSettle, and starts the backoff over: the client
+// comes back as soon as the laptop is online again, not up to a minute
+// later.
+func (c *client) loop(ctx context.Context, once func(context.Context) (bool, error), changed <-chan struct{}) error {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.ReconnectDelay,
 		RandomizationFactor: 0.2,
@@ -59,10 +68,41 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 		}
 		delay := min(b.NextBackOff(), MaxReconnectDelay)
 		c.log.Warn("tunnel down; reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", failures, "err", err.Error())
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		early, ok := c.wait(ctx, delay, changed)
+		if !ok {
 			return nil
+		}
+		if early {
+			b.Reset()
+		}
+	}
+}
+
+// wait waits delay, or networkSettle after a report on changed if that is
+// sooner. It reports whether a change cut the wait short, and false in ok
+// if ctx ended first. Only changes during the wait count: one from before
+// it came before the attempt that just failed.
+func (c *client) wait(ctx context.Context, delay time.Duration, changed <-chan struct{}) (early, ok bool) {
+	select {
+	case <-changed:
+	default:
+	}
+	deadline := time.Now().Add(delay)
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return early, true
+		case <-changed:
+			changed = nil // the rest of the burst changes nothing
+			if time.Until(deadline) > networkSettle {
+				c.log.Info("the network changed; reconnecting", "in", networkSettle.String())
+				timer.Reset(networkSettle)
+				early = true
+			}
+		case <-ctx.Done():
+			return false, false
 		}
 	}
 }

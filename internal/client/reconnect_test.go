@@ -41,7 +41,7 @@ func TestBackoffGrowsToCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newClient(Config{Reconnect: true, ReconnectDelay: time.Second, MaxAttempts: 12})
 		var a attempts
-		err := c.loop(t.Context(), a.once)
+		err := c.loop(t.Context(), a.once, nil)
 		if err == nil || !strings.Contains(err.Error(), "giving up after 12 reconnection attempts") {
 			t.Fatalf("loop error = %v", err)
 		}
@@ -72,7 +72,7 @@ func TestBackoffResetsAfterSession(t *testing.T) {
 			results: []error{errDown, errDown, errDown, ErrServerClosed},
 			up:      []bool{false, false, false, true},
 		}
-		c.loop(t.Context(), a.once)
+		c.loop(t.Context(), a.once, nil)
 		if gap := a.at[4].Sub(a.at[3]); gap > 1200*time.Millisecond {
 			t.Errorf("wait after an established session = %v, want about 1s", gap)
 		}
@@ -93,7 +93,7 @@ func TestPermanentErrorsAreNotRetried(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c := newClient(Config{Reconnect: true})
 			a := attempts{results: []error{err}, up: []bool{false}}
-			if got := c.loop(t.Context(), a.once); got != err || len(a.at) != 1 {
+			if got := c.loop(t.Context(), a.once, nil); got != err || len(a.at) != 1 {
 				t.Errorf("%v: loop returned %v after %d attempts, want it at once", err, got, len(a.at))
 			}
 		})
@@ -107,7 +107,7 @@ func TestPortInUseRetriedOnlyAfterSession(t *testing.T) {
 		inUse := &ForwardError{Status: proto.StatusPortInUse}
 		c := newClient(Config{Reconnect: true, MaxAttempts: 3})
 		a := attempts{results: []error{ErrServerClosed, inUse, inUse}, up: []bool{true, false, false}}
-		err := c.loop(t.Context(), a.once)
+		err := c.loop(t.Context(), a.once, nil)
 		if len(a.at) != 4 || !strings.Contains(err.Error(), "giving up") {
 			t.Errorf("%d attempts, error %v; want port-in-use retried until the attempts run out", len(a.at), err)
 		}
@@ -118,8 +118,56 @@ func TestReconnectOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newClient(Config{Reconnect: false})
 		a := attempts{results: []error{ErrServerClosed}, up: []bool{true}}
-		if err := c.loop(t.Context(), a.once); !errors.Is(err, ErrServerClosed) || len(a.at) != 1 {
+		if err := c.loop(t.Context(), a.once, nil); !errors.Is(err, ErrServerClosed) || len(a.at) != 1 {
 			t.Errorf("loop = %v after %d attempts", err, len(a.at))
+		}
+	})
+}
+
+// A network change during the wait (an address or route added) brings the
+// next attempt forward to networkSettle after it, and the backoff starts
+// over; a change from before the wait does not count.
+func TestNetworkChangeEndsTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClient(Config{Reconnect: true, ReconnectDelay: 30 * time.Second, MaxAttempts: 2})
+		changed := make(chan struct{}, 1)
+		changed <- struct{}{} // before the first wait: stale
+		var a attempts
+		go func() {
+			time.Sleep(40 * time.Second) // within the second wait (~60 s)
+			changed <- struct{}{}
+		}()
+		c.loop(t.Context(), a.once, changed)
+		if len(a.at) != 3 {
+			t.Fatalf("%d attempts, want 1 + 2 retries", len(a.at))
+		}
+		if gap := a.at[1].Sub(a.at[0]); gap < 24*time.Second || gap > 36*time.Second {
+			t.Errorf("first wait = %v, want about 30s: a change from before the wait must not end it", gap)
+		}
+		if got, want := a.at[2], a.at[0].Add(40*time.Second+networkSettle); !got.Equal(want) {
+			t.Errorf("second retry at %v after the start, want %v: networkSettle after the change", got.Sub(a.at[0]), want.Sub(a.at[0]))
+		}
+	})
+}
+
+// After a change cuts a wait short, the backoff starts over from
+// ReconnectDelay.
+func TestNetworkChangeResetsTheBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClient(Config{Reconnect: true, ReconnectDelay: 10 * time.Second, MaxAttempts: 5})
+		changed := make(chan struct{}, 1)
+		var a attempts
+		go func() {
+			// Waits of ~10, 20, 40 s: the change falls in the third.
+			time.Sleep(45 * time.Second)
+			changed <- struct{}{}
+		}()
+		c.loop(t.Context(), a.once, changed)
+		if len(a.at) != 6 {
+			t.Fatalf("%d attempts, want 1 + 5 retries", len(a.at))
+		}
+		if gap := a.at[4].Sub(a.at[3]); gap < 8*time.Second || gap > 12*time.Second {
+			t.Errorf("wait after the early attempt = %v, want about 10s (the backoff started over)", gap)
 		}
 	})
 }

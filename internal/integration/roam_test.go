@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/testutil"
 )
@@ -90,5 +91,37 @@ func TestClientChangesNetworks(t *testing.T) {
 	}
 	if strings.Contains(c.Output(), "reconnecting") {
 		t.Errorf("the client reconnected:\n%s", c.Output())
+	}
+}
+
+// A client that lost its network backs off between attempts, up to a
+// minute (here at once: --reconnect-delay 600, capped at 60 s); when the
+// network returns (its interface comes back up) it reconnects within
+// seconds, not at the end of the wait: it watches the machine's addresses
+// and routes.
+func TestClientReconnectsWhenTheNetworkReturns(t *testing.T) {
+	h := newNetnsHost(t)
+	outside := h.link("eth0", 'a')
+	h.run("addr", "add", fmt.Sprintf("198.18.%d.1/24", h.n), "dev", outside)
+	h.run("-n", h.ns, "addr", "add", fmt.Sprintf("198.18.%d.2/24", h.n), "dev", "eth0")
+	cr := credentials(t)[0] // a PSK
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server, Listen: fmt.Sprintf("198.18.%d.1:0", h.n)})
+	var echo string
+	h.inside(func() { echo = testutil.EchoServer(t) })
+
+	h.run("-n", h.ns, "link", "set", "eth0", "down")
+	port := testutil.Itoa(testutil.FreePort(t))
+	c := h.startClient(t, cr, "-s", srv.AddrString(), "-r", port, "-l", echo, "--reconnect-delay", "600")
+	line := c.WaitLog("tunnel down; reconnecting", 1, 30*time.Second)
+	if in, err := time.ParseDuration(fmt.Sprint(line["in"])); err != nil || in != client.MaxReconnectDelay {
+		t.Fatalf("first wait %v (%v), want %v: the test relies on it", line["in"], err, client.MaxReconnectDelay)
+	}
+	h.run("-n", h.ns, "link", "set", "eth0", "up")
+	c.WaitLog("forward established", 1, client.MaxReconnectDelay/2)
+	if !strings.Contains(c.Output(), "the network changed; reconnecting") {
+		t.Errorf("the client did not say why it reconnected early:\n%s", c.Output())
+	}
+	if err := testutil.EchoCheck("127.0.0.1:"+port, 1<<20, 23); err != nil {
+		t.Fatalf("through the tunnel: %v", err)
 	}
 }
