@@ -291,5 +291,9 @@ func (s *session) sessionError(err error) error {
 	if errors.As(err, &ie) {
 		return fmt.Errorf("lost the server %s: no response within the idle timeout", s.c.cfg.Server)
 	}
+	var sr *quic.StatelessResetError
+	if errors.As(err, &sr) {
+		return fmt.Errorf("server %s no longer has this session (it restarted without handing the session over, or lost it)", s.c.cfg.Server)
+	}
 	return fmt.Errorf("session with %s ended: %w", s.c.cfg.Server, err)
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -435,4 +436,43 @@ func freeUDPPort(t *testing.T) string {
 	}
 	defer pc.Close()
 	return testutil.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// A server killed outright (SIGKILL, its data planes too) and started again
+// on the same port answers the client's next packet with a QUIC stateless
+// reset: the client learns at once that its session is gone and
+// reconnects, instead of waiting out its idle timeout (120 s here, on
+// both sides).
+func TestKilledServersClientsReconnectAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "XDG_STATE_HOME=" + dir + "/state", "QUICPORT_PSK=reset-test-psk"}
+	listen := "127.0.0.1:" + freeUDPPort(t)
+	serve := func() *testutil.Process {
+		srv := testutil.StartProcess(t, quicportBin, env, "server", "--api-listen", "127.0.0.1:0", "--listen", listen, "--quic-idle-timeout", "120")
+		srv.WaitLog("data plane active", 1, 30*time.Second)
+		return srv
+	}
+	srv := serve()
+	echo := testutil.EchoServer(t)
+	port := testutil.Itoa(testutil.FreePort(t))
+	c := testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host",
+		"-r", port, "-l", echo, "--quic-idle-timeout", "120", "--reconnect-delay", "0.2")
+	c.WaitLog("forward established", 1, 20*time.Second)
+	entry := "127.0.0.1:" + port
+	if err := testutil.EchoCheck(entry, 1<<20, 41); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.KillAll()
+	srv.Wait(10 * time.Second)
+	serve()
+	// The client's next keep-alive (every 5 s) meets the new server.
+	line := c.WaitLog("tunnel down; reconnecting", 1, 30*time.Second)
+	if msg := fmt.Sprint(line["err"]); !strings.Contains(msg, "no longer has this session") {
+		t.Errorf("client's reason: %q, want that the server no longer has the session", msg)
+	}
+	c.WaitLog("forward established", 2, 30*time.Second)
+	if err := testutil.EchoCheck(entry, 1<<20, 42); err != nil {
+		t.Fatalf("after the server came back: %v", err)
+	}
 }
