@@ -17,7 +17,13 @@ const MaxReconnectDelay = 60 * time.Second
 // networkSettle is how long the client waits after this machine gains an
 // address or a route before it tries again: a network that comes up
 // announces itself in a burst (link, addresses, then routes).
-const networkSettle = time.Second
+// networkQuiet is how long after one early attempt network changes are
+// ignored, so that a host whose routes change all the time (containers
+// coming and going) does not turn the backoff into a retry every second.
+const (
+	networkSettle = time.Second
+	networkQuiet  = 10 * time.Second
+)
 
 // loop calls once until ctx ends, a session ends without error, the failure
 // is permanent, or reconnecting is off or out of attempts. The wait between
@@ -26,7 +32,7 @@ const networkSettle = time.Second
 // A report on changed (watchNetwork: an address or a route added) ends the
 // wait early, after networkSettle, and starts the backoff over: the client
 // comes back as soon as the laptop is online again, not up to a minute
-// later.
+// later. Within networkQuiet of such an early attempt, changes are ignored.
 func (c *client) loop(ctx context.Context, once func(context.Context) (bool, error), changed <-chan struct{}) error {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.ReconnectDelay,
@@ -37,6 +43,7 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 	b.Reset()
 	failures := 0
 	wasUp := false
+	var lastEarly time.Time // when a network change last cut a wait short
 	for {
 		established, err := once(ctx)
 		switch {
@@ -68,12 +75,17 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 		}
 		delay := min(b.NextBackOff(), MaxReconnectDelay)
 		c.log.Warn("tunnel down; reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", failures, "err", err.Error())
-		early, ok := c.wait(ctx, delay, changed)
+		watch := changed
+		if time.Since(lastEarly) < networkQuiet {
+			watch = nil
+		}
+		early, ok := c.wait(ctx, delay, watch)
 		if !ok {
 			return nil
 		}
 		if early {
 			b.Reset()
+			lastEarly = time.Now()
 		}
 	}
 }

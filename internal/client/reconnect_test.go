@@ -171,3 +171,29 @@ func TestNetworkChangeResetsTheBackoff(t *testing.T) {
 		}
 	})
 }
+
+// Within networkQuiet of an early attempt, network changes are ignored: a
+// host whose routes keep changing does not retry every second.
+func TestNetworkChangesAreIgnoredRightAfterAnEarlyAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClient(Config{Reconnect: true, ReconnectDelay: 30 * time.Second, MaxAttempts: 2})
+		changed := make(chan struct{}, 1)
+		var a attempts
+		go func() {
+			time.Sleep(5 * time.Second) // in the first wait: attempt at 6 s
+			changed <- struct{}{}
+			time.Sleep(3 * time.Second) // 2 s into the second wait: ignored
+			changed <- struct{}{}
+		}()
+		c.loop(t.Context(), a.once, changed)
+		if len(a.at) != 3 {
+			t.Fatalf("%d attempts, want 1 + 2 retries", len(a.at))
+		}
+		if gap := a.at[1].Sub(a.at[0]); gap != 5*time.Second+networkSettle {
+			t.Errorf("first wait = %v, want %v", gap, 5*time.Second+networkSettle)
+		}
+		if gap := a.at[2].Sub(a.at[1]); gap < 24*time.Second {
+			t.Errorf("second wait = %v, want the backoff's ~30s: a change right after an early attempt must not cut it short", gap)
+		}
+	})
+}
