@@ -37,8 +37,13 @@ func (s *session) dial(ctx context.Context) error {
 	if err != nil {
 		return &permanentError{fmt.Errorf("server address %q: want host:port, such as example.com:39000", cfg.Server)}
 	}
-	addrs, err := resolve(ctx, host, port)
+	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	addrs, err := resolve(rctx, host, port)
+	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("resolve server %s: %w", cfg.Server, err)
 	}
 	var errs dialErrors
