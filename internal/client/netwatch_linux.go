@@ -33,6 +33,7 @@ func watchNetwork(ctx context.Context, log *slog.Logger) <-chan struct{} {
 	changed := make(chan struct{}, 1)
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	go func() {
+		defer f.Close() // also when the read fails for another reason
 		defer stop()
 		buf := make([]byte, 64<<10)
 		for {
