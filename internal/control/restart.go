@@ -26,6 +26,12 @@ func (p *Plane) Restart() (string, error) {
 	p.cfg.Audit.Record(audit.Event{Type: "graceful_restart", Fields: map[string]any{"steered": p.steer != nil}})
 	if p.steer == nil {
 		for _, c := range old {
+			// No longer ACTIVE: its exit is not a crash for exited to
+			// replace. A replacement would be a second data plane reading
+			// the one shared socket, each taking the other's packets.
+			p.mu.Lock()
+			c.state = dataplane.Draining
+			p.mu.Unlock()
 			p.call(c, dataplane.OpShutdown)
 			select {
 			case <-c.exited:

@@ -399,6 +399,12 @@ func TestGracefulRestartWithoutBPF(t *testing.T) {
 	if err := testutil.EchoCheck(lpf, 1<<20, 1); err != nil {
 		t.Fatal(err)
 	}
+	// One data plane replaced the old one: not a second one as well, for a
+	// crash (two data planes on the one shared socket take each other's
+	// packets).
+	if out := srv.Output(); strings.Count(out, `"data plane active"`) != 2 || strings.Contains(out, "ended unexpectedly") {
+		t.Errorf("want exactly one new data plane after the restart:\n%s", out)
+	}
 }
 
 // Without BPF steering, too, a server restart (SIGTERM, then start) keeps
