@@ -3,15 +3,14 @@ package server
 import (
 	"crypto/hkdf"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 
 	"github.com/quic-go/quic-go"
 )
 
 // statelessResetKey derives the key of the server's QUIC stateless resets
-// from its TLS private key, or returns nil (no resets) for a key that
-// cannot be exported.
+// from its TLS private key, or returns nil (no resets) when cfg turns them
+// off or the key cannot be exported.
 //
 // A stateless reset is how a QUIC server tells a client that it has no
 // state for the connection the client's packet names: after a crash, a
@@ -23,9 +22,14 @@ import (
 // secret to store. A data plane never resets another's live connections:
 // steering sends each packet to the data plane that issued its connection
 // ID, and only an ID no running data plane issued reaches one that does
-// not know it.
-func statelessResetKey(cert tls.Certificate) *quic.StatelessResetKey {
-	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+// not know it. Data planes without steering send no resets
+// (NoStatelessResets): while two of them share the port, the kernel hands
+// a connection's packets to either.
+func statelessResetKey(cfg Config) *quic.StatelessResetKey {
+	if cfg.NoStatelessResets {
+		return nil
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cfg.Certificate.PrivateKey)
 	if err != nil {
 		return nil
 	}

@@ -18,7 +18,7 @@ func TestStatelessResetKeyFollowsTheIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k := statelessResetKey(cert)
+		k := statelessResetKey(Config{Certificate: cert})
 		if k == nil {
 			t.Fatal("no stateless reset key for a persisted identity")
 		}
@@ -30,5 +30,12 @@ func TestStatelessResetKeyFollowsTheIdentity(t *testing.T) {
 	}
 	if first == other {
 		t.Error("two identities gave the same key")
+	}
+	cert, err := tlsid.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if statelessResetKey(Config{Certificate: cert, NoStatelessResets: true}) != nil {
+		t.Error("NoStatelessResets still gave a key")
 	}
 }

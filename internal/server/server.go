@@ -95,6 +95,11 @@ type Config struct {
 	// ConnectionIDs, if set, issues the server's QUIC connection IDs (a
 	// data plane's steer.CIDGenerator).
 	ConnectionIDs quic.ConnectionIDGenerator
+	// NoStatelessResets turns off the stateless resets the server sends for
+	// packets of connections it does not know (see statelessResetKey): for
+	// a data plane that shares its port without steering, where such a
+	// packet may belong to another data plane's live connection.
+	NoStatelessResets bool
 	// TakeOver, if set, is asked for the listening socket of a remote
 	// forward whose port is in use: a draining data plane hands its socket
 	// over when a session of the same client identity sets the forward up
@@ -244,7 +249,7 @@ func Listen(cfg Config) (*Server, error) {
 		return perConn, nil
 	}
 	s.tr = &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&s.sendRefused, s.log)}, ConnectionIDGenerator: cfg.ConnectionIDs,
-		StatelessResetKey: statelessResetKey(cfg.Certificate)}
+		StatelessResetKey: statelessResetKey(cfg)}
 	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs != nil), qc)
 	if err != nil {
 		udp.Close()
@@ -456,7 +461,7 @@ func (s *Server) reclaim(port uint16, protocol proto.Protocol, asker *session) *
 	if err != nil {
 		return nil // another new session took it first
 	}
-	holder.log.Info("closing session: its client stopped answering and connected again", "port", port, "new_peer", asker.remote)
+	holder.log.Info("closing session: its client stopped answering and connected again", "port", port, "new_peer", asker.remote())
 	holder.conn.CloseWithError(proto.ConnClosed, "superseded by a new session of the same client")
 	return f
 }
