@@ -350,7 +350,7 @@ func (p *Plane) spawn() (*child, error) {
 	p.mu.Lock()
 	p.planes[c.pid] = c
 	p.mu.Unlock()
-	launch, _ := json.Marshal(dataplane.Launch{ID: id, Salt: p.salt, Args: p.cfg.Args, Steered: p.steer != nil})
+	launch, _ := json.Marshal(dataplane.Launch{ID: id, Salt: p.salt, Args: p.cfg.Args})
 	_ = ctl.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, _ = ctl.Write(append(launch, '\n'))
 	ready, events := make(chan struct{}), make(chan struct{})

@@ -37,11 +37,6 @@ type Launch struct {
 	ID   uint8      `json:"id"`
 	Salt steer.Salt `json:"salt"`
 	Args []string   `json:"args"`
-	// Steered says that BPF steering takes each packet to the data plane
-	// that issued its connection ID. Without it, data planes that share
-	// the port during a restart get each other's packets, and a stateless
-	// reset for one would end another's live session: they send none.
-	Steered bool `json:"steered,omitempty"`
 }
 
 // Event is what a supervised data plane tells its control plane on the
@@ -133,7 +128,10 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.Conn != nil {
 		cfg.PacketConn = opt.Conn
 		cfg.ConnectionIDs = steer.CIDGenerator{ID: opt.Launch.ID, Salt: opt.Launch.Salt}
-		cfg.NoStatelessResets = !opt.Launch.Steered
+		// Without steering, data planes that share the port during a
+		// restart read each other's packets, and a stateless reset from
+		// one would end another's live session: they send none.
+		cfg.NoStatelessResets = len(opt.Steering) == 0
 	}
 	cfg.TakeOver = p.takeOver
 	srv, err := server.Listen(cfg)
