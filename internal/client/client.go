@@ -208,7 +208,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// The first handshake can take up to --timeout when the server does
 	// not answer; say what is happening meanwhile.
 	c.log.Info("connecting to the server", "timeout", cfg.Timeout.String())
-	return c.loop(ctx, c.once, watchNetwork(ctx, c.log))
+	var changed <-chan struct{} // only a client that reconnects waits for the network
+	if cfg.Reconnect {
+		changed = watchNetwork(ctx, c.log)
+	}
+	return c.loop(ctx, c.once, changed)
 }
 
 // once runs one session: connect, then serve until it ends. established says
