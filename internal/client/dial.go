@@ -153,7 +153,7 @@ func (s *session) dialAddr(ctx context.Context, host, name string, raddr *net.UD
 	}
 	reportUnreachable(udp, v6, true)
 	var refused atomic.Uint64 // datagrams the kernel would not send
-	tr := &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&refused, s.log)}}
+	tr := &quic.Transport{Conn: tunnel.WithGRO(tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&refused, s.log)})}
 	dialCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))

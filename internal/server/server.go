@@ -248,7 +248,7 @@ func Listen(cfg Config) (*Server, error) {
 		// A nil config would mean quic-go's defaults, not ours.
 		return perConn, nil
 	}
-	s.tr = &quic.Transport{Conn: tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&s.sendRefused, s.log)}, ConnectionIDGenerator: cfg.ConnectionIDs,
+	s.tr = &quic.Transport{Conn: tunnel.WithGRO(tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&s.sendRefused, s.log)}), ConnectionIDGenerator: cfg.ConnectionIDs,
 		StatelessResetKey: statelessResetKey(cfg)}
 	s.ln, err = s.tr.Listen(tlsid.ServerTLSConfig(cfg.Certificate, cfg.ClientCAs != nil), qc)
 	if err != nil {

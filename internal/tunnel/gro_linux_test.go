@@ -1,0 +1,213 @@
+package tunnel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// groListen returns a loopback socket of network (udp4 or udp6) read
+// through WithGRO, as quic-go reads it: with ECN reception on, into batches
+// of 1,452-byte buffers.
+func groListen(t *testing.T, network string) (*net.UDPConn, groConn) {
+	t.Helper()
+	ip := net.IPv4(127, 0, 0, 1)
+	if network == "udp6" {
+		ip = net.IPv6loopback
+	}
+	udp, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Close() })
+	setsockopt(t, udp, ecnOption(network, true), 1)
+	c, ok := WithGRO(LossyConn{UDPConn: udp}).(groConn)
+	if !ok {
+		t.Fatal("WithGRO did not turn generic receive offload on (Linux 5.0 or later has it)")
+	}
+	return udp, c
+}
+
+// ecnOption is the socket option that receives (recv) or sends the ECN
+// bits on network.
+func ecnOption(network string, recv bool) [2]int {
+	switch {
+	case network == "udp6" && recv:
+		return [2]int{unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS}
+	case network == "udp6":
+		return [2]int{unix.IPPROTO_IPV6, unix.IPV6_TCLASS}
+	case recv:
+		return [2]int{unix.IPPROTO_IP, unix.IP_RECVTOS}
+	}
+	return [2]int{unix.IPPROTO_IP, unix.IP_TOS}
+}
+
+func setsockopt(t *testing.T, c *net.UDPConn, opt [2]int, v int) {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), opt[0], opt[1], v) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+}
+
+// quicBatch is a batch of buffers as quic-go hands them to ReadBatch.
+func quicBatch() []ipv4.Message {
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 1452)}
+		ms[i].OOB = make([]byte, 128)
+	}
+	return ms
+}
+
+// groDatagram is one datagram as ReadBatch returned it.
+type groDatagram struct {
+	data  []byte
+	from  netip.AddrPort
+	ecn   int // the ECN bits; -1: no IP_TOS or IPV6_TCLASS control message
+	trunc bool
+}
+
+// readDatagrams reads until it has n datagrams.
+func readDatagrams(t *testing.T, udp *net.UDPConn, c groConn, n int) []groDatagram {
+	t.Helper()
+	udp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []groDatagram
+	ms := quicBatch()
+	for len(got) < n {
+		k, err := c.ReadBatch(ms, 0)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", len(got), err)
+		}
+		if k == 0 {
+			t.Fatal("ReadBatch returned no datagram and no error; quic-go would read stale buffers")
+		}
+		for _, m := range ms[:k] {
+			d := groDatagram{data: append([]byte(nil), m.Buffers[0][:m.N]...), from: m.Addr.(*net.UDPAddr).AddrPort(), ecn: -1, trunc: m.Flags&unix.MSG_TRUNC != 0}
+			cmsgs := m.OOB[:m.NN]
+			for len(cmsgs) > 0 {
+				h, body, rest, err := unix.ParseOneSocketControlMessage(cmsgs)
+				if err != nil {
+					t.Fatalf("control messages handed to quic-go do not parse: %v", err)
+				}
+				switch {
+				case h.Level == unix.IPPROTO_UDP:
+					t.Fatalf("a UDP-level control message (type %d) reached quic-go", h.Type)
+				case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TOS:
+					d.ecn = int(body[0] & 3)
+				case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_TCLASS:
+					d.ecn = int(binary.NativeEndian.Uint32(body) & 3)
+				}
+				cmsgs = rest
+			}
+			got = append(got, d)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("read %d datagrams, want %d", len(got), n)
+	}
+	return got
+}
+
+func fill(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
+
+// A segmentation-offload batch crosses loopback as one run; ReadBatch cuts
+// it back into its datagrams, each with its sender and ECN bits, across as
+// many calls as quic-go's batches need.
+func TestGROCutsRunsIntoDatagrams(t *testing.T) {
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			udp, c := groListen(t, network)
+			src, err := net.DialUDP(network, nil, udp.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			setsockopt(t, src, ecnOption(network, false), 0x02) // ECT(0)
+
+			var run []byte
+			for i := range 13 {
+				run = append(run, fill(byte(i), 1200)...)
+			}
+			run = run[:len(run)-500] // the last datagram is 700 bytes
+			if !newSegmenter().write(src, run, 1200, netip.AddrPort{}) {
+				t.Fatal("loopback did not take a segmented send")
+			}
+			got := readDatagrams(t, udp, c, 13)
+			if c.r.runs[0].N != len(run) {
+				t.Errorf("the kernel handed over %d bytes in the first run, want the whole batch of %d: the datagrams were not coalesced", c.r.runs[0].N, len(run))
+			}
+			for i, d := range got {
+				want := fill(byte(i), 1200)
+				if i == 12 {
+					want = want[:700]
+				}
+				if !bytes.Equal(d.data, want) {
+					t.Errorf("datagram %d: %d bytes, want %d bytes of %d", i, len(d.data), len(want), i)
+				}
+				if d.from != src.LocalAddr().(*net.UDPAddr).AddrPort() {
+					t.Errorf("datagram %d from %v, want %v", i, d.from, src.LocalAddr())
+				}
+				if d.ecn != 0x02 {
+					t.Errorf("datagram %d: ECN bits %d, want ECT(0) (2) as sent", i, d.ecn)
+				}
+			}
+		})
+	}
+}
+
+// Datagrams that were not coalesced — from several senders, of different
+// sizes, empty, or larger than quic-go's buffer — come out one for one, in
+// order, and a datagram too large for the buffer is marked truncated, as
+// recvmmsg marks it.
+func TestGROPassesSingleDatagrams(t *testing.T) {
+	udp, c := groListen(t, "udp4")
+	var srcs []*net.UDPConn
+	for range 2 {
+		s, err := net.DialUDP("udp4", nil, udp.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		srcs = append(srcs, s)
+	}
+	sent := []struct {
+		from int
+		data []byte
+	}{
+		{0, fill(1, 100)},
+		{1, fill(2, 1400)},
+		{0, nil},
+		{1, fill(3, 2000)},
+		{0, fill(4, 1)},
+	}
+	for _, s := range sent {
+		if _, err := srcs[s.from].Write(s.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readDatagrams(t, udp, c, len(sent))
+	for i, s := range sent {
+		d := got[i]
+		want, trunc := s.data, false
+		if len(want) > 1452 {
+			want, trunc = want[:1452], true
+		}
+		if !bytes.Equal(d.data, want) || d.trunc != trunc {
+			t.Errorf("datagram %d: %d bytes (truncated %v), want %d (truncated %v)", i, len(d.data), d.trunc, len(want), trunc)
+		}
+		if from := srcs[s.from].LocalAddr().(*net.UDPAddr).AddrPort(); d.from != from {
+			t.Errorf("datagram %d from %v, want %v", i, d.from, from)
+		}
+	}
+}
