@@ -103,7 +103,7 @@ func (r *groReader) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		if m.N < end-r.off {
 			m.Flags = unix.MSG_TRUNC // as recvmmsg reports a datagram larger than the buffer
 		}
-		m.NN = copy(m.OOB, r.oob)
+		m.NN = copy(m.OOB, r.oob[:wholeCmsgs(r.oob, len(m.OOB))])
 		m.Addr = run.Addr
 		i++
 		r.off = end
@@ -142,4 +142,23 @@ func (r *groReader) start() {
 		}
 		cmsgs = rest
 	}
+}
+
+// wholeCmsgs is how many bytes of the control messages in b fit in max
+// bytes without cutting one: quic-go stops reading the socket at a control
+// message it cannot parse.
+func wholeCmsgs(b []byte, max int) int {
+	n := 0
+	for n < len(b) {
+		_, _, rest, err := unix.ParseOneSocketControlMessage(b[n:])
+		if err != nil {
+			break
+		}
+		next := len(b) - len(rest)
+		if next > max {
+			break
+		}
+		n = next
+	}
+	return n
 }

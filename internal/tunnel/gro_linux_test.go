@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -208,6 +209,27 @@ func TestGROPassesSingleDatagrams(t *testing.T) {
 		}
 		if from := srcs[s.from].LocalAddr().(*net.UDPAddr).AddrPort(); d.from != from {
 			t.Errorf("datagram %d from %v, want %v", i, d.from, from)
+		}
+	}
+}
+
+// Control messages handed to quic-go are whole, even where they do not all
+// fit its buffer: it stops reading the socket at one it cannot parse.
+func TestWholeCmsgs(t *testing.T) {
+	var b []byte
+	for _, size := range []int{1, 12, 4} { // IP_TOS, IP_PKTINFO, a 4-byte one
+		m := make([]byte, unix.CmsgSpace(size))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&m[0]))
+		h.Level, h.Type = unix.IPPROTO_IP, 1
+		h.SetLen(unix.CmsgLen(size))
+		b = append(b, m...)
+	}
+	first, second := unix.CmsgSpace(1), unix.CmsgSpace(1)+unix.CmsgSpace(12)
+	for _, tc := range []struct{ max, want int }{
+		{len(b), len(b)}, {len(b) + 10, len(b)}, {len(b) - 1, second}, {second, second}, {second - 1, first}, {first - 1, 0}, {0, 0},
+	} {
+		if got := wholeCmsgs(b, tc.max); got != tc.want {
+			t.Errorf("wholeCmsgs(%d bytes, %d) = %d, want %d", len(b), tc.max, got, tc.want)
 		}
 	}
 }
