@@ -103,7 +103,11 @@ func (r *groReader) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		if m.N < end-r.off {
 			m.Flags = unix.MSG_TRUNC // as recvmmsg reports a datagram larger than the buffer
 		}
-		m.NN = copy(m.OOB, r.oob[:wholeCmsgs(r.oob, len(m.OOB))])
+		oob := r.oob
+		if len(oob) > len(m.OOB) {
+			oob = oob[:wholeCmsgs(oob, len(m.OOB))]
+		}
+		m.NN = copy(m.OOB, oob)
 		m.Addr = run.Addr
 		i++
 		r.off = end

@@ -61,12 +61,13 @@ func setsockopt(t *testing.T, c *net.UDPConn, opt [2]int, v int) {
 	}
 }
 
-// quicBatch is a batch of buffers as quic-go hands them to ReadBatch.
-func quicBatch() []ipv4.Message {
+// quicBatch is a batch of buffers as quic-go hands them to ReadBatch, with
+// oob bytes for control messages (quic-go's: 128).
+func quicBatch(oob int) []ipv4.Message {
 	ms := make([]ipv4.Message, 8)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, 1452)}
-		ms[i].OOB = make([]byte, 128)
+		ms[i].OOB = make([]byte, oob)
 	}
 	return ms
 }
@@ -79,12 +80,13 @@ type groDatagram struct {
 	trunc bool
 }
 
-// readDatagrams reads until it has n datagrams.
-func readDatagrams(t *testing.T, udp *net.UDPConn, c groConn, n int) []groDatagram {
+// readDatagrams reads until it has n datagrams, into batches with oob
+// bytes for control messages.
+func readDatagrams(t *testing.T, udp *net.UDPConn, c groConn, n, oob int) []groDatagram {
 	t.Helper()
 	udp.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var got []groDatagram
-	ms := quicBatch()
+	ms := quicBatch(oob)
 	for len(got) < n {
 		k, err := c.ReadBatch(ms, 0)
 		if err != nil {
@@ -144,7 +146,7 @@ func TestGROCutsRunsIntoDatagrams(t *testing.T) {
 			if !newSegmenter().write(src, run, 1200, netip.AddrPort{}) {
 				t.Fatal("loopback did not take a segmented send")
 			}
-			got := readDatagrams(t, udp, c, 13)
+			got := readDatagrams(t, udp, c, 13, 128)
 			if c.r.runs[0].N != len(run) {
 				t.Errorf("the kernel handed over %d bytes in the first run, want the whole batch of %d: the datagrams were not coalesced", c.r.runs[0].N, len(run))
 			}
@@ -197,7 +199,7 @@ func TestGROPassesSingleDatagrams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := readDatagrams(t, udp, c, len(sent))
+	got := readDatagrams(t, udp, c, len(sent), 128)
 	for i, s := range sent {
 		d := got[i]
 		want, trunc := s.data, false
@@ -231,5 +233,25 @@ func TestWholeCmsgs(t *testing.T) {
 		if got := wholeCmsgs(b, tc.max); got != tc.want {
 			t.Errorf("wholeCmsgs(%d bytes, %d) = %d, want %d", len(b), tc.max, got, tc.want)
 		}
+	}
+}
+
+// Where quic-go's buffer cannot take all control messages, it gets those
+// that fit, whole (readDatagrams fails on one that does not parse): here
+// the packet info, which Linux puts first, without the ECN bits.
+func TestGROHandsOverWholeControlMessages(t *testing.T) {
+	udp, c := groListen(t, "udp4")
+	setsockopt(t, udp, [2]int{unix.IPPROTO_IP, unix.IP_PKTINFO}, 1)
+	src, err := net.DialUDP("udp4", nil, udp.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	got := readDatagrams(t, udp, c, 1, unix.CmsgSpace(12)+8) // half of the next header
+	if string(got[0].data) != "x" {
+		t.Errorf("got %q, want %q", got[0].data, "x")
 	}
 }
