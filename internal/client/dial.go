@@ -140,6 +140,12 @@ func resolve(ctx context.Context, host, port string) ([]*net.UDPAddr, error) {
 // dialAddr binds a UDP socket of raddr's family and completes the QUIC
 // handshake with raddr within timeout; name is the server as errors call
 // it. It returns an *unreachableError when nobody answered there.
+//
+// Each session has a socket of its own, so the server sees one address
+// and port pair per QUIC connection: its BPF steering takes a run of
+// datagrams that receive offload coalesced to the data plane of the run's
+// first (tunnel.WithGRO), and a new session during a graceful restart
+// must not share a pair with the old one.
 func (s *session) dialAddr(ctx context.Context, host, name string, raddr *net.UDPAddr, timeout time.Duration) error {
 	cfg := &s.c.cfg
 	v6 := raddr.IP.To4() == nil

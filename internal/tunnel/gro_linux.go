@@ -28,6 +28,12 @@ const groBuffer = 64 << 10
 // arrives in one poll. quic-go v0.65 has no GRO of its own (quic-go issue
 // #3838), but it reads through ReadBatch when the connection has one, so
 // groConn cuts the runs apart there and quic-go sees datagrams as before.
+//
+// The kernel coalesces by address and port, not by QUIC connection, and a
+// server's BPF steering picks the data plane by the first datagram of a
+// run. That takes every datagram to its data plane because a quicport
+// client dials each session from a socket of its own (client.dialAddr):
+// one address and port pair is one QUIC connection.
 type groConn struct {
 	LossyConn
 	r *groReader
