@@ -45,22 +45,14 @@ func (c groConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	return c.r.ReadBatch(ms, flags)
 }
 
-// WithGRO returns c reading with generic receive offload when
-// QUICPORT_GRO is true, and c as it is otherwise. It is off by default:
-// with it on, bench/run's slow-consumer scenario (an echo beside a
-// connection whose reader stopped) sometimes crawled at 0.02 Gbit/s, which
-// it never does without (docs/BENCHMARKS.md, "What limits each number").
+// WithGRO turns on generic receive offload on c's socket and returns a
+// connection that reads through it. Where the kernel does not offer it
+// (before Linux 5.0), or QUICPORT_DISABLE_GRO is true (for a network card
+// whose driver gets it wrong), it returns c as it is.
 func WithGRO(c LossyConn) net.PacketConn {
-	if on, err := strconv.ParseBool(os.Getenv("QUICPORT_GRO")); err != nil || !on {
+	if off, err := strconv.ParseBool(os.Getenv("QUICPORT_DISABLE_GRO")); err == nil && off {
 		return c
 	}
-	return withGRO(c)
-}
-
-// withGRO turns on generic receive offload on c's socket and returns a
-// connection that reads through it; where the kernel does not offer it
-// (before Linux 5.0), it returns c as it is.
-func withGRO(c LossyConn) net.PacketConn {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return c

@@ -14,7 +14,7 @@ import (
 )
 
 // groListen returns a loopback socket of network (udp4 or udp6) read
-// through withGRO, as quic-go reads it: with ECN reception on, into batches
+// through WithGRO, as quic-go reads it: with ECN reception on, into batches
 // of 1,452-byte buffers.
 func groListen(t *testing.T, network string) (*net.UDPConn, groConn) {
 	t.Helper()
@@ -28,9 +28,9 @@ func groListen(t *testing.T, network string) (*net.UDPConn, groConn) {
 	}
 	t.Cleanup(func() { udp.Close() })
 	setsockopt(t, udp, ecnOption(network, true), 1)
-	c, ok := withGRO(LossyConn{UDPConn: udp}).(groConn)
+	c, ok := WithGRO(LossyConn{UDPConn: udp}).(groConn)
 	if !ok {
-		t.Fatal("withGRO did not turn generic receive offload on (Linux 5.0 or later has it)")
+		t.Fatal("WithGRO did not turn generic receive offload on (Linux 5.0 or later has it)")
 	}
 	return udp, c
 }
