@@ -35,6 +35,9 @@ type Stream interface {
 	// written so far before the reset takes effect (RESET_STREAM_AT,
 	// when both ends enable it; see QUICConfig).
 	SetReliableBoundary()
+	// WriteWithLimit is Write with a limiter on what each frame may
+	// carry; see streamWriter for why a relay uses it.
+	WriteWithLimit(p []byte, limiter func(maxBytes int) int) (int, error)
 	Context() context.Context
 }
 
@@ -142,6 +145,7 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	// the receiving direction aborts when it reaches that reset. Only a
 	// receiving direction that has already ended is aborted here.
 	var received atomic.Bool // the receiving direction has ended
+	out := newOwedWriter(c)
 	stopped := func() bool {
 		cause := context.Cause(s.Context())
 		if cause == nil || errors.Is(cause, quic.ErrStreamClosed) {
@@ -149,10 +153,10 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		}
 		if !sendStopped(cause) || received.Load() {
 			abort(cause, false)
-		} else if d, ok := c.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		} else {
 			// A TCP peer that does not read must not hold the relay
 			// for ever with bytes that are owed to it.
-			_ = d.SetWriteDeadline(time.Now().Add(owedTimeout))
+			out.owe()
 		}
 		return true
 	}
@@ -164,19 +168,29 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, rerr, werr := copyBuf(s, c, count.ToStream)
+		n, rerr, werr := copyBuf(streamWriter{s}, c, count.ToStream)
 		st.ToStream = n
 		if rerr != nil || werr != nil {
 			if !sendStopped(werr) { // a STOP_SENDING is the context's to handle
 				abort(cmp.Or(rerr, werr), rerr != nil)
+				return
 			}
+			// The far end stopped reading. What the TCP peer sends from
+			// now on is lost, but the peer may be blocked sending it,
+			// and so not read what the far end still owes it: an echo
+			// server, or any peer that writes before it reads. Read and
+			// discard until the relay ends (the receiving direction
+			// closes c when it is done, see stopped), so that the owed
+			// bytes can be delivered, and their share of the QUIC
+			// connection's receive window freed, at once.
+			_, _, _ = copyBuf(io.Discard, c, nil)
 			return
 		}
 		if err := s.Close(); err != nil && !sendStopped(err) {
 			abort(err, false)
 		}
 	}()
-	n, rerr, werr := copyBuf(c, s, count.FromStream)
+	n, rerr, werr := copyBuf(out, s, count.FromStream)
 	st.FromStream = n
 	received.Store(true)
 	switch {
@@ -201,10 +215,64 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 	return st, first
 }
 
-// owedTimeout bounds how long, after the far end aborted, a relay goes on
-// writing what the far end sent before it aborted to a TCP peer that takes
-// it slowly or not at all: the reset follows after it in any case.
-const owedTimeout = 30 * time.Second
+// owedTimeout bounds how long, after the far end aborted, a relay waits
+// for a TCP peer to take any of the bytes the far end sent before it
+// aborted. A peer that takes them, however slowly, gets them all; one that
+// takes none for this long gets the reset at once. Until then those bytes
+// hold their share of the QUIC connection's receive window.
+const owedTimeout = 10 * time.Second
+
+// owedWriter is the TCP side as the receiving direction writes to it.
+// Once the far end has aborted (owe), a write fails when it made no
+// progress for owedTimeout; until then writes wait as long as they must.
+// A Conn without write deadlines (stdout) is written without a bound.
+type owedWriter struct {
+	Conn
+	dl   interface{ SetWriteDeadline(time.Time) error } // nil without deadlines
+	owed atomic.Bool
+}
+
+func newOwedWriter(c Conn) *owedWriter {
+	w := &owedWriter{Conn: c}
+	w.dl, _ = c.(interface{ SetWriteDeadline(time.Time) error })
+	return w
+}
+
+// owe starts the bound. It may be called while a Write waits.
+func (w *owedWriter) owe() {
+	if w.dl != nil {
+		w.owed.Store(true)
+		_ = w.dl.SetWriteDeadline(time.Now().Add(owedTimeout))
+	}
+}
+
+func (w *owedWriter) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		n, err := w.Conn.Write(p[total:])
+		total += n
+		if err == nil || n == 0 || !w.owed.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return total, err
+		}
+		// The peer took some within the bound: it is slow, not stuck.
+		_ = w.dl.SetWriteDeadline(time.Now().Add(owedTimeout))
+	}
+}
+
+// streamWriter writes to a stream so that a Write returns only once every
+// byte it took has been sent within the peer's flow-control window. A
+// plain Write of quic-go (v0.65.0) returns with up to a packet's worth of
+// its tail buffered outside flow control, and SetReliableBoundary counts
+// that tail: when the window is exhausted just there, a reset (after the
+// TCP peer failed) claims a final size past the peer's window, and the
+// peer closes the whole QUIC connection with FLOW_CONTROL_ERROR, every
+// tunneled connection of the session with it. Writing through a limiter,
+// even one that allows everything, turns that buffering off.
+type streamWriter struct{ s Stream }
+
+func (w streamWriter) Write(p []byte) (int, error) { return w.s.WriteWithLimit(p, allowAll) }
+
+func allowAll(maxBytes int) int { return maxBytes }
 
 // tcpConn is what an abort needs of a TCP connection (*net.TCPConn): its
 // send queue, and a reset instead of a clean close.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -376,7 +377,7 @@ func TestRelayBoundsBytesOwedToAStalledPeer(t *testing.T) {
 	go func() { _, err := Relay(hastyConn{relayEnd}, ss, Counters{}); done <- err }()
 	// More than the TCP buffers and the stream's window hold: the relay
 	// ends up blocked writing to app, which never reads.
-	go cs.Write(make([]byte, 64<<20))
+	go streamWriter{cs}.Write(make([]byte, 64<<20)) // as a relay writes
 	time.Sleep(300 * time.Millisecond)
 	// The far end aborts the way a relay whose TCP peer failed does.
 	cs.SetReliableBoundary()
@@ -394,5 +395,159 @@ func TestRelayBoundsBytesOwedToAStalledPeer(t *testing.T) {
 	_, err := io.Copy(io.Discard, app)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("app's connection ended with %v, want a reset", err)
+	}
+}
+
+// An echo server writes back before it reads on. When the far end aborts
+// while such a peer is blocked writing to the relay, the relay still
+// delivers every byte the far end sent before the abort: it reads and
+// discards what the peer writes, so the peer reads on. Else those bytes
+// would be lost and, until owedTimeout, hold the QUIC connection's
+// receive window, which the session's other streams share.
+func TestRelayDeliversOwedBytesToAPeerThatWritesFirst(t *testing.T) {
+	cs, ss := quicPair(t)
+	app, relayEnd := tcpPair(t)
+	done := make(chan error, 1)
+	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
+
+	// app echoes, hashing what it reads, until its connection ends. Once
+	// the reset makes its writes fail it still reads what had arrived
+	// before the reset, which the kernel keeps for it.
+	type result struct {
+		n   int64
+		sum []byte
+	}
+	echoed := make(chan result, 1)
+	go func() {
+		h := sha256.New()
+		buf := make([]byte, 32<<10)
+		var n int64
+		var werr error
+		for {
+			m, err := app.Read(buf)
+			h.Write(buf[:m])
+			n += int64(m)
+			if err != nil {
+				break
+			}
+			if werr == nil {
+				_, werr = app.Write(buf[:m])
+			}
+		}
+		echoed <- result{n, h.Sum(nil)}
+	}()
+
+	// The far end sends and never reads the echo: the echo's way back
+	// fills, app blocks writing, stops reading, and the relay ends up
+	// blocked writing to it, with the stream holding what it could not
+	// write yet.
+	data := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	var accepted atomic.Int64 // bytes of whole chunks the stream took
+	wrote := make(chan int64, 1)
+	go func() {
+		const chunk = 64 << 10
+		for off := 0; off < len(data); off += chunk {
+			n, err := streamWriter{cs}.Write(data[off : off+chunk]) // as a relay writes
+			if err != nil {
+				wrote <- int64(off + n)
+				return
+			}
+			accepted.Add(chunk)
+		}
+		wrote <- int64(len(data))
+	}()
+	for last := int64(-1); ; {
+		time.Sleep(300 * time.Millisecond)
+		if now := accepted.Load(); now == last {
+			break
+		} else {
+			last = now
+		}
+	}
+	if accepted.Load() == int64(len(data)) {
+		t.Fatal("the stream took all the data: nothing is owed, so the test shows nothing")
+	}
+	// The far end aborts the way a relay whose TCP peer failed does: what
+	// it sent so far is still delivered (RESET_STREAM_AT).
+	atBoundary := accepted.Load()
+	cs.SetReliableBoundary()
+	cs.CancelWrite(42)
+	cs.CancelRead(42)
+	sent := <-wrote
+
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Relay reported a clean end after the far end aborted")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Relay still runs a minute after the far end aborted")
+	}
+	got := <-echoed
+	if got.n < atBoundary || got.n > sent {
+		t.Fatalf("app received %d bytes; the far end sent %d before its abort, at least %d of them reliably", got.n, sent, atBoundary)
+	}
+	if want := sha256.Sum256(data[:got.n]); string(got.sum) != string(want[:]) {
+		t.Fatalf("the %d bytes app received are not what the far end sent (sha256 differs)", got.n)
+	}
+	t.Logf("owed and delivered: %d bytes (%d accepted in whole chunks before the abort)", got.n, atBoundary)
+}
+
+// When the TCP peer resets while the stream's window is used up, the
+// relay's reset still delivers everything it sent and stays within the
+// window: the far end gets all of it, then the reset, and its QUIC
+// connection lives on. The peer sends 500 bytes more than the stream's
+// first window (the far end never reads, so the window never grows). A
+// plain quic-go Write returns with those 500 bytes buffered outside flow
+// control, and a reset counting them closes the whole connection with
+// FLOW_CONTROL_ERROR (see streamWriter).
+func TestRelayResetStaysWithinTheWindow(t *testing.T) {
+	cs, ss, cconn := quicConnPair(t)
+	app, relayEnd := tcpPair(t)
+	var toStream atomic.Uint64
+	done := make(chan error, 1)
+	go func() {
+		_, err := Relay(relayEnd, ss, Counters{ToStream: []*atomic.Uint64{&toStream}})
+		done <- err
+	}()
+	const window = 512 << 10 // quic-go's first stream window, as QUICConfig leaves it
+	data := make([]byte, window+500)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	if _, err := app.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	// Let the relay take what it can, then reset the TCP side.
+	for last := uint64(1); ; {
+		time.Sleep(300 * time.Millisecond)
+		now := toStream.Load()
+		if now == last {
+			break
+		}
+		last = now
+	}
+	app.SetLinger(0)
+	app.Close()
+	time.Sleep(300 * time.Millisecond) // the reset, if the relay sends one now, arrives
+
+	cs.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(cs)
+	var se *quic.StreamError
+	if !errors.As(err, &se) || se.ErrorCode != 0x01 {
+		t.Fatalf("far end read %d bytes, then %v; want all %d, then the stream reset with code 0x01 (aborted)", len(got), err, len(data))
+	}
+	if len(got) != len(data) || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("far end read %d bytes, want the %d the TCP peer sent (or their sha256 differs)", len(got), len(data))
+	}
+	if err := cconn.Context().Err(); err != nil {
+		t.Fatalf("the QUIC connection ended: %v", context.Cause(cconn.Context()))
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Relay reported a clean end after its TCP peer reset")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Relay still runs after its TCP peer reset and the far end read everything")
 	}
 }
