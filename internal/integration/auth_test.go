@@ -111,6 +111,37 @@ func TestAuthDeadline(t *testing.T) {
 	}
 }
 
+// A client that opens a second stream before it has authenticated loses
+// its connection at once, rather than at the deadline: the server does not
+// hold that stream's data for a stranger (tunnel.ConnWindow).
+func TestStreamBeforeAuthentication(t *testing.T) {
+	psk := auth.PSK("early-stream-test-psk")
+	srv := testutil.StartServer(t, server.Config{Auth: auth.ServerConfig{PSK: psk}, AuthTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	ctrl, _ := conn.OpenStream()
+	ctrl.Write([]byte("QUICPORT_PSK")) // and then nothing
+	early, _ := conn.OpenStream()
+	go early.Write(make([]byte, 4<<20))
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("server kept a connection that opened a stream before authenticating")
+	}
+	var ae *quic.ApplicationError
+	if err := context.Cause(conn.Context()); !errors.As(err, &ae) || ae.ErrorCode != proto.ConnProtocolError ||
+		ae.ErrorMessage != "client opened a stream before authenticating" {
+		t.Errorf("close reason = %v, want application error 0x%x saying a stream came before authentication", err, proto.ConnProtocolError)
+	}
+	waitFor(t, func() bool { return srv.Stats().AuthFailed == 1 }, "server to count the failure")
+	goodClientWorks(t, srv, auth.ClientConfig{PSK: psk})
+}
+
 // An authenticated client that sends garbage loses its own session only.
 func TestMalformedControlMessages(t *testing.T) {
 	psk := auth.PSK("malformed-test-psk")

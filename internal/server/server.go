@@ -513,7 +513,11 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(proto.ConnAuthFailed, "internal error")
 		return
 	}
+	stopWatch := refuseEarlyStreams(conn)
 	peer, err := s.authenticate(ctrl, conn.ConnectionState().TLS, binding)
+	if stopWatch() {
+		err = errEarlyStream
+	}
 	if err != nil {
 		s.authFailed.Add(1)
 		s.failBy[s.cfg.Auth.Method()].Add(1)
@@ -528,6 +532,8 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 			case <-conn.Context().Done():
 			case <-time.After(time.Second):
 			}
+		} else if errors.Is(err, errEarlyStream) {
+			reason = err.Error()
 		} else if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			reason = fmt.Sprintf("authentication did not complete within %v", s.cfg.AuthTimeout)
 		}
@@ -584,6 +590,38 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 		s.sessMu.Unlock()
 	}()
 	sess.serve(ctx)
+}
+
+// errEarlyStream is why a connection that opened a stream before it
+// authenticated was closed.
+var errEarlyStream = errors.New("client opened a stream before authenticating")
+
+// refuseEarlyStreams closes conn if the client opens a second stream before
+// stop is called, once authentication has ended. A client opens no other
+// stream until its forward is granted (docs/PROTOCOL.md §1), so only one
+// that does not follow the protocol does. The server gives the connection
+// its whole receive window from the start (tunnel.ConnWindow), and a
+// stream nobody reads would hold its share of that memory for a stranger
+// until the authentication deadline; closing the connection frees it at
+// once. stop reports whether the connection was closed for this.
+func refuseEarlyStreams(conn *quic.Conn) (stop func() bool) {
+	ctx, cancel := context.WithCancel(conn.Context())
+	var early atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if st, err := conn.AcceptStream(ctx); err == nil {
+			early.Store(true)
+			st.CancelRead(proto.StreamAborted)
+			st.CancelWrite(proto.StreamAborted)
+			conn.CloseWithError(proto.ConnProtocolError, errEarlyStream.Error())
+		}
+	}()
+	return func() bool {
+		cancel()
+		<-done
+		return early.Load()
+	}
 }
 
 // authenticate checks the client certificate (with --client-ca) and then
