@@ -500,9 +500,15 @@ func latencyTable(o options, paths []*path) string {
 	return b.String()
 }
 
+// stalledConns is how many connections of the tunnel stop reading in the
+// slow-consumer scenario.
+const stalledConns = 3
+
 // slowConsumer measures echo throughput on one connection of a quicport
-// tunnel, alone and while another connection of the same tunnel has a
-// reader that stopped reading.
+// tunnel, alone and while other connections of the same tunnel have
+// readers that stopped reading. Each round closes its stalled connections
+// with their echo unread, so the next round also runs beside relays that
+// still owe bytes to an echo server that has stopped reading.
 func slowConsumer(o options, p *path) string {
 	measure := func() float64 {
 		const size = 64 << 20
@@ -528,10 +534,15 @@ func slowConsumer(o options, p *path) string {
 	var alone, stalled []float64
 	for range o.runs {
 		alone = append(alone, measure())
-		// A connection that writes and never reads its echo: the echo
-		// server blocks, and this stream's flow-control window fills.
-		s, err := net.Dial("tcp", p.echo)
-		if err == nil {
+		// Connections that write and never read their echo: the echo
+		// server blocks, and each stream's flow-control window fills.
+		var conns []net.Conn
+		for range stalledConns {
+			s, err := net.Dial("tcp", p.echo)
+			if err != nil {
+				continue
+			}
+			conns = append(conns, s)
 			s.SetWriteDeadline(time.Now().Add(o.duration))
 			go func() {
 				buf := make([]byte, 64<<10)
@@ -541,14 +552,16 @@ func slowConsumer(o options, p *path) string {
 					}
 				}
 			}()
-			time.Sleep(500 * time.Millisecond)
-			stalled = append(stalled, measure())
+		}
+		time.Sleep(500 * time.Millisecond)
+		stalled = append(stalled, measure())
+		for _, s := range conns {
 			s.Close()
 		}
 	}
 	a, s := median(alone), median(stalled)
-	progress("slow consumer: alone %.2f, with a stalled connection %.2f Gbit/s", a, s)
-	return fmt.Sprintf("### One slow consumer (%s, echo of 64 MiB, Gbit/s)\n\n| alone | with a stalled connection on the same tunnel | ratio |\n|---|---|---|\n| %.2f | %.2f | %s |\n\n", p.name, a, s, ratio(s, a))
+	progress("slow consumers: alone %.2f, beside %d stalled connections %.2f Gbit/s", a, stalledConns, s)
+	return fmt.Sprintf("### Slow consumers (%s, echo of 64 MiB, Gbit/s)\n\n| alone | beside %d stalled connections on the same tunnel | ratio |\n|---|---|---|\n| %.2f | %.2f | %s |\n\n", p.name, stalledConns, a, s, ratio(s, a))
 }
 
 func raiseFDLimit() {
