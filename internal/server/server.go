@@ -596,14 +596,15 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) {
 // authenticated was closed.
 var errEarlyStream = errors.New("client opened a stream before authenticating")
 
-// refuseEarlyStreams closes conn if the client opens a second stream before
-// stop is called, once authentication has ended. A client opens no other
-// stream until its forward is granted (docs/PROTOCOL.md §1), so only one
-// that does not follow the protocol does. The server gives the connection
-// its whole receive window from the start (tunnel.ConnWindow), and a
-// stream nobody reads would hold its share of that memory for a stranger
-// until the authentication deadline; closing the connection frees it at
-// once. stop reports whether the connection was closed for this.
+// refuseEarlyStreams watches conn while its client authenticates: a second
+// stream closes it. A client opens no other stream until its forward is
+// granted (docs/PROTOCOL.md §1), so only one that does not follow the
+// protocol does. The server gives the connection its whole receive window
+// from the start (tunnel.ConnWindow), and a stream nobody reads would hold
+// its share of that memory for a stranger until the authentication
+// deadline; closing the connection frees it at once. stop, called once
+// authentication has ended, ends the watch and reports whether conn was
+// closed for this.
 func refuseEarlyStreams(conn *quic.Conn) (stop func() bool) {
 	ctx, cancel := context.WithCancel(conn.Context())
 	var early atomic.Bool

@@ -19,6 +19,10 @@ const (
 	// single bulk transfer needs across a long path (6 MiB is 50 ms at
 	// 1 Gbit/s).
 	StreamWindow = 6 << 20
+	// FirstStreamWindow is what a new stream may send before its reader
+	// has read anything (quic-go's default); auto-tuning grows the window
+	// up to StreamWindow as the reader keeps up.
+	FirstStreamWindow = 512 << 10
 	// ConnWindow is the same for all streams of a session together: what
 	// a session may hold of the receiver's memory. A stream whose
 	// consumer stopped reading keeps its whole window in use, and every
@@ -28,7 +32,7 @@ const (
 	// starve everyone else. Eight stream windows, given from the start,
 	// leave a whole window for the rest with seven consumers stalled.
 	// Streams opened before the client authenticates get none of it (see
-	// the server's discardEarlyStreams).
+	// the server's refuseEarlyStreams).
 	ConnWindow = 8 * StreamWindow
 )
 
@@ -47,6 +51,7 @@ func QUICConfig(keepAlive, idle time.Duration) *quic.Config {
 		KeepAlivePeriod:                keepAlive,
 		MaxIncomingStreams:             MaxStreams,
 		MaxIncomingUniStreams:          -1, // quicport uses bidirectional streams only
+		InitialStreamReceiveWindow:     FirstStreamWindow,
 		MaxStreamReceiveWindow:         StreamWindow,
 		InitialConnectionReceiveWindow: ConnWindow,
 		MaxConnectionReceiveWindow:     ConnWindow,

@@ -36,8 +36,11 @@ type Stream interface {
 	// when both ends enable it; see QUICConfig).
 	SetReliableBoundary()
 	// WriteWithLimit is Write with a limiter on what each frame may
-	// carry; see streamWriter for why a relay uses it.
+	// carry, and TryWriteAll queues p only if the flow-control window
+	// has room for all of it; see streamWriter for why a relay writes
+	// with these.
 	WriteWithLimit(p []byte, limiter func(maxBytes int) int) (int, error)
+	TryWriteAll(p []byte) error
 	Context() context.Context
 }
 
@@ -259,18 +262,37 @@ func (w *owedWriter) Write(p []byte) (int, error) {
 	}
 }
 
-// streamWriter writes to a stream so that a Write returns only once every
-// byte it took has been sent within the peer's flow-control window. A
-// plain Write of quic-go (v0.65.0) returns with up to a packet's worth of
-// its tail buffered outside flow control, and SetReliableBoundary counts
-// that tail: when the window is exhausted just there, a reset (after the
-// TCP peer failed) claims a final size past the peer's window, and the
-// peer closes the whole QUIC connection with FLOW_CONTROL_ERROR, every
-// tunneled connection of the session with it. Writing through a limiter,
-// even one that allows everything, turns that buffering off.
+// streamWriter writes to a stream so that nothing a Write took lies
+// outside the peer's flow-control window. A plain Write of quic-go
+// (v0.65.0) returns with up to a packet's worth of its tail buffered
+// outside flow control, and SetReliableBoundary counts that tail: when the
+// window is exhausted just there, a reset (after the TCP peer failed)
+// claims a final size past the peer's window, and the peer closes the
+// whole QUIC connection with FLOW_CONTROL_ERROR, every tunneled connection
+// of the session with it. So a small write is queued whole within the
+// window (TryWriteAll) and returns at once, as a plain Write would; a
+// larger one, or one the window has no room for, goes through a limiter
+// that allows everything, which turns that buffering off: it returns once
+// its last byte is sent. Only small writes are queued, because quic-go
+// copies a queued write larger than a packet into a new buffer.
 type streamWriter struct{ s Stream }
 
-func (w streamWriter) Write(p []byte) (int, error) { return w.s.WriteWithLimit(p, allowAll) }
+// queueMax is the largest write streamWriter queues: what fits the packet
+// buffer of a pooled STREAM frame (1,452 bytes) with room to spare.
+const queueMax = 1 << 10
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	if len(p) <= queueMax {
+		err := w.s.TryWriteAll(p)
+		if err == nil {
+			return len(p), nil
+		}
+		if !errors.Is(err, quic.ErrWouldBlock) {
+			return 0, err
+		}
+	}
+	return w.s.WriteWithLimit(p, allowAll)
+}
 
 func allowAll(maxBytes int) int { return maxBytes }
 

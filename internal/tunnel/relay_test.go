@@ -497,57 +497,68 @@ func TestRelayDeliversOwedBytesToAPeerThatWritesFirst(t *testing.T) {
 // When the TCP peer resets while the stream's window is used up, the
 // relay's reset still delivers everything it sent and stays within the
 // window: the far end gets all of it, then the reset, and its QUIC
-// connection lives on. The peer sends 500 bytes more than the stream's
-// first window (the far end never reads, so the window never grows). A
-// plain quic-go Write returns with those 500 bytes buffered outside flow
-// control, and a reset counting them closes the whole connection with
-// FLOW_CONTROL_ERROR (see streamWriter).
+// connection lives on. The far end never reads, so the window stays at its
+// first size, and the TCP peer's last write ends 500 bytes past it: once
+// as a small write of its own (which streamWriter queues), once as the end
+// of a larger one (which it sends through the limiter). A plain quic-go
+// Write returns with those 500 bytes buffered outside flow control, and a
+// reset counting them closes the whole connection with FLOW_CONTROL_ERROR
+// (see streamWriter).
 func TestRelayResetStaysWithinTheWindow(t *testing.T) {
-	cs, ss, cconn := quicConnPair(t)
-	app, relayEnd := tcpPair(t)
-	var toStream atomic.Uint64
-	done := make(chan error, 1)
-	go func() {
-		_, err := Relay(relayEnd, ss, Counters{ToStream: []*atomic.Uint64{&toStream}})
-		done <- err
-	}()
-	const window = 512 << 10 // quic-go's first stream window, as QUICConfig leaves it
-	data := make([]byte, window+500)
-	rand.NewChaCha8([32]byte{3}).Read(data)
-	if _, err := app.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	// Let the relay take what it can, then reset the TCP side.
-	for last := uint64(1); ; {
-		time.Sleep(300 * time.Millisecond)
-		now := toStream.Load()
-		if now == last {
-			break
-		}
-		last = now
-	}
-	app.SetLinger(0)
-	app.Close()
-	time.Sleep(300 * time.Millisecond) // the reset, if the relay sends one now, arrives
+	for _, tt := range []struct {
+		name        string
+		first, last int // bytes the TCP peer writes, then (once the relay has taken the first) writes after them
+	}{
+		{"small write past the window", FirstStreamWindow, 500},
+		{"write across the window's end", FirstStreamWindow - 1000, 1500},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cs, ss, cconn := quicConnPair(t)
+			app, relayEnd := tcpPair(t)
+			var toStream atomic.Uint64
+			done := make(chan error, 1)
+			go func() {
+				_, err := Relay(relayEnd, ss, Counters{ToStream: []*atomic.Uint64{&toStream}})
+				done <- err
+			}()
+			data := make([]byte, tt.first+tt.last)
+			rand.NewChaCha8([32]byte{3}).Read(data)
+			if _, err := app.Write(data[:tt.first]); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); toStream.Load() < uint64(tt.first); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the relay took %d of the first %d bytes", toStream.Load(), tt.first)
+				}
+			}
+			if _, err := app.Write(data[tt.first:]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // the relay takes what it can of them
+			app.SetLinger(0)
+			app.Close()
+			time.Sleep(300 * time.Millisecond) // the reset, if the relay sends one now, arrives
 
-	cs.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got, err := io.ReadAll(cs)
-	var se *quic.StreamError
-	if !errors.As(err, &se) || se.ErrorCode != 0x01 {
-		t.Fatalf("far end read %d bytes, then %v; want all %d, then the stream reset with code 0x01 (aborted)", len(got), err, len(data))
-	}
-	if len(got) != len(data) || sha256.Sum256(got) != sha256.Sum256(data) {
-		t.Fatalf("far end read %d bytes, want the %d the TCP peer sent (or their sha256 differs)", len(got), len(data))
-	}
-	if err := cconn.Context().Err(); err != nil {
-		t.Fatalf("the QUIC connection ended: %v", context.Cause(cconn.Context()))
-	}
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("Relay reported a clean end after its TCP peer reset")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Relay still runs after its TCP peer reset and the far end read everything")
+			cs.SetReadDeadline(time.Now().Add(30 * time.Second))
+			got, err := io.ReadAll(cs)
+			var se *quic.StreamError
+			if !errors.As(err, &se) || se.ErrorCode != 0x01 {
+				t.Fatalf("far end read %d bytes, then %v; want all %d, then the stream reset with code 0x01 (aborted)", len(got), err, len(data))
+			}
+			if len(got) != len(data) || sha256.Sum256(got) != sha256.Sum256(data) {
+				t.Fatalf("far end read %d bytes, want the %d the TCP peer sent (or their sha256 differs)", len(got), len(data))
+			}
+			if err := cconn.Context().Err(); err != nil {
+				t.Fatalf("the QUIC connection ended: %v", context.Cause(cconn.Context()))
+			}
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("Relay reported a clean end after its TCP peer reset")
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Relay still runs after its TCP peer reset and the far end read everything")
+			}
+		})
 	}
 }
