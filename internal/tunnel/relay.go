@@ -252,13 +252,18 @@ func (w *owedWriter) owe() {
 func (w *owedWriter) Write(p []byte) (int, error) {
 	total := 0
 	for {
+		if w.owed.Load() {
+			// Each attempt gets the whole bound, also one that starts
+			// after earlier writes used up the last.
+			_ = w.dl.SetWriteDeadline(time.Now().Add(owedTimeout))
+		}
 		n, err := w.Conn.Write(p[total:])
 		total += n
+		// A timed-out attempt that moved some bytes is a slow peer, not
+		// a stuck one: try again.
 		if err == nil || n == 0 || !w.owed.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return total, err
 		}
-		// The peer took some within the bound: it is slow, not stuck.
-		_ = w.dl.SetWriteDeadline(time.Now().Add(owedTimeout))
 	}
 }
 
