@@ -19,9 +19,11 @@ import (
 const (
 	DefaultUDPIdleTimeout = 60 * time.Second
 	DefaultUDPMaxFlows    = 1024
-	// flowQueue bounds the datagrams waiting for one flow's stream; beyond
-	// it datagrams are dropped, as a congested UDP path would.
-	flowQueue = 256
+	// flowQueue and flowQueueBytes bound the datagrams waiting for one
+	// flow's stream (in batches, as they were read, and framed bytes);
+	// beyond them datagrams are dropped, as a congested UDP path would.
+	flowQueue      = 256
+	flowQueueBytes = 512 << 10
 	// batchBytes is how much queued datagram data one stream write carries.
 	batchBytes = 64 << 10
 	// udpReceiveBuffer is the receive buffer of the sockets a UDP forward
@@ -61,10 +63,64 @@ type UDPListener struct {
 
 // flow is one virtual connection.
 type flow struct {
-	src  netip.AddrPort
-	out  chan []byte
-	last atomic.Int64 // unix nanoseconds of the last datagram either way
-	stop context.CancelFunc
+	src    netip.AddrPort
+	out    chan chunk
+	queued atomic.Int64 // framed bytes in out
+	last   atomic.Int64 // unix nanoseconds of the last datagram either way
+	stop   context.CancelFunc
+	// Only Run touches these: the batch it is filling, and whether the
+	// flow is on its list of flows the current read added to.
+	next    chunk
+	inBatch bool
+}
+
+// chunk is datagrams framed for a flow's stream, handed from the
+// listener's read loop to the flow's goroutine at once: those of one read,
+// or as many as one stream write should carry.
+type chunk struct {
+	b       []byte // the frames
+	payload int    // their datagrams' bytes
+	n       int    // how many datagrams
+}
+
+// add frames p into the batch being filled, queueing that batch first if
+// it is already as large as one stream write should be. room is how many
+// datagrams the read has left, p included, to size a new batch's buffer.
+// It returns how many datagrams it dropped: p when the flow's queue has no
+// room for it, and a batch the queue could not take.
+func (f *flow) add(p []byte, room int) (dropped int) {
+	size := proto.DatagramHeaderLen + len(p)
+	if len(f.next.b) > 0 && len(f.next.b)+size > batchBytes {
+		dropped = f.send()
+	}
+	if f.queued.Load()+int64(len(f.next.b)+size) > flowQueueBytes {
+		return dropped + 1
+	}
+	if f.next.b == nil {
+		f.next.b = make([]byte, 0, min(room*size, batchBytes))
+	}
+	f.next.b, _ = proto.AppendDatagram(f.next.b, p)
+	f.next.payload += len(p)
+	f.next.n++
+	return dropped
+}
+
+// send queues the batch being filled for the flow's goroutine. It returns
+// how many datagrams it dropped because the queue was full.
+func (f *flow) send() int {
+	c := f.next
+	f.next = chunk{}
+	if c.n == 0 {
+		return 0
+	}
+	f.queued.Add(int64(len(c.b)))
+	select {
+	case f.out <- c:
+		return 0
+	default:
+		f.queued.Add(-int64(len(c.b)))
+		return c.n
+	}
 }
 
 func (f *flow) touch() { f.last.Store(time.Now().UnixNano()) }
@@ -97,10 +153,11 @@ func (u *UDPListener) Run(ctx context.Context) error {
 		u.expire(ctx)
 	}()
 
-	buf := make([]byte, proto.MaxDatagram)
+	r := newDatagramReader(u.Conn)
 	refusedLogged := time.Time{}
+	var filled []*flow // the flows this batch added to
 	for {
-		n, src, err := u.Conn.ReadFromUDPAddrPort(buf)
+		n, err := r.read()
 		if err != nil {
 			if ctx.Err() != nil {
 				_ = u.Conn.SetReadDeadline(time.Time{})
@@ -108,27 +165,39 @@ func (u *UDPListener) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		f, ok := u.flow(ctx, src)
-		if !ok {
-			u.drop()
-			if time.Since(refusedLogged) > time.Second {
-				u.Log.Warn("UDP flow limit reached; dropping datagrams from new sources", "from", src.String(), "max_flows", u.MaxFlows)
-				refusedLogged = time.Now()
+		var f *flow // the last datagram's
+		for i := range n {
+			p, src := r.datagram(i)
+			if f == nil || f.src != src {
+				var ok bool
+				if f, ok = u.flow(ctx, src); !ok {
+					u.drop(1)
+					if time.Since(refusedLogged) > time.Second {
+						u.Log.Warn("UDP flow limit reached; dropping datagrams from new sources", "from", src.String(), "max_flows", u.MaxFlows)
+						refusedLogged = time.Now()
+					}
+					continue
+				}
 			}
-			continue
+			if !f.inBatch {
+				f.inBatch = true
+				filled = append(filled, f)
+			}
+			// A backed-up flow's stream drops datagrams, as UDP may.
+			u.drop(f.add(p, n-i))
 		}
-		f.touch()
-		select {
-		case f.out <- append([]byte(nil), buf[:n]...):
-		default: // the flow's stream is backed up: drop, as UDP may
-			u.drop()
+		for _, f := range filled {
+			f.inBatch = false
+			f.touch()
+			u.drop(f.send())
 		}
+		filled = filled[:0]
 	}
 }
 
-func (u *UDPListener) drop() {
-	if u.Dropped != nil {
-		u.Dropped.Add(1)
+func (u *UDPListener) drop(n int) {
+	if n > 0 && u.Dropped != nil {
+		u.Dropped.Add(uint64(n))
 	}
 }
 
@@ -143,7 +212,7 @@ func (u *UDPListener) flow(ctx context.Context, src netip.AddrPort) (*flow, bool
 		return nil, false
 	}
 	fctx, stop := context.WithCancel(ctx)
-	f := &flow{src: src, out: make(chan []byte, flowQueue), stop: stop}
+	f := &flow{src: src, out: make(chan chunk, flowQueue), stop: stop}
 	f.touch()
 	u.flows[src] = f
 	u.wg.Add(1)
@@ -199,22 +268,27 @@ loop:
 			break loop
 		case <-done:
 			break loop
-		case p := <-f.out:
-			// Frame whatever else is already queued too, so a burst of
+		case c := <-f.out:
+			// Write whatever else is already queued too, so a burst of
 			// datagrams costs one stream write, not one each.
-			frame, _ = proto.AppendDatagram(frame[:0], p)
-			payload := len(p)
-		batch:
-			for len(frame) < batchBytes {
-				select {
-				case p := <-f.out:
-					frame, _ = proto.AppendDatagram(frame, p)
-					payload += len(p)
-				default:
-					break batch
+			b, payload, taken := c.b, c.payload, len(c.b)
+			if len(f.out) > 0 {
+				frame = append(frame[:0], c.b...)
+			batch:
+				for len(frame) < batchBytes {
+					select {
+					case c := <-f.out:
+						frame = append(frame, c.b...)
+						payload += c.payload
+						taken += len(c.b)
+					default:
+						break batch
+					}
 				}
+				b = frame
 			}
-			if _, err := st.Write(frame); err != nil {
+			f.queued.Add(-int64(taken))
+			if _, err := st.Write(b); err != nil {
 				if ctx.Err() == nil {
 					reason = proto.ReasonError
 				} else if u.idle(f) {
@@ -373,11 +447,11 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 			}
 		}
 	}()
-	buf := make([]byte, proto.MaxDatagram)
+	r := newDatagramReader(conn)
 	var frame []byte
 	for {
 		_ = conn.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
-		n, err := conn.Read(buf)
+		n, err := r.read()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -393,15 +467,35 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 			continue // ICMP errors surface as read errors on a connected socket
 		}
 		touch()
-		frame, _ = proto.AppendDatagram(frame[:0], buf[:n])
-		if _, err := s.Write(frame); err != nil {
+		// The datagrams of one read go in one stream write (or a few, for
+		// large ones).
+		if err := writeDatagrams(s, r, n, &frame, count.ToStream); err != nil {
 			finish(nil)
 			break
 		}
-		add(count.ToStream, n)
 	}
 	<-done
 	return firstErr
+}
+
+// writeDatagrams writes the n datagrams of r's last read to s, framed in
+// frame, in writes of about batchBytes, and counts their bytes.
+func writeDatagrams(s io.Writer, r *datagramReader, n int, frame *[]byte, count []*atomic.Uint64) error {
+	*frame = (*frame)[:0]
+	payload := 0
+	for i := range n {
+		p, _ := r.datagram(i)
+		*frame, _ = proto.AppendDatagram(*frame, p)
+		payload += len(p)
+		if len(*frame) >= batchBytes || i == n-1 {
+			if _, err := s.Write(*frame); err != nil {
+				return err
+			}
+			add(count, payload)
+			*frame, payload = (*frame)[:0], 0
+		}
+	}
+	return nil
 }
 
 func add(counters []*atomic.Uint64, n int) {
