@@ -186,6 +186,7 @@ func (u *UDPListener) Run(ctx context.Context) error {
 			// A backed-up flow's stream drops datagrams, as UDP may.
 			u.drop(f.add(p, n-i))
 		}
+		r.release()
 		for _, f := range filled {
 			f.inBatch = false
 			f.touch()
@@ -478,8 +479,10 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 	return firstErr
 }
 
-// writeDatagrams writes the n datagrams of r's last read to s, framed in
-// frame, in writes of about batchBytes, and counts their bytes.
+// writeDatagrams frames the n datagrams of r's last read into frame, gives
+// r's batch back, and writes them to s in one write: a stream that cannot
+// take them holds a copy of what one read brought, not a whole batch of
+// buffers. It counts their bytes once written.
 func writeDatagrams(s io.Writer, r *datagramReader, n int, frame *[]byte, count []*atomic.Uint64) error {
 	*frame = (*frame)[:0]
 	payload := 0
@@ -487,14 +490,16 @@ func writeDatagrams(s io.Writer, r *datagramReader, n int, frame *[]byte, count 
 		p, _ := r.datagram(i)
 		*frame, _ = proto.AppendDatagram(*frame, p)
 		payload += len(p)
-		if len(*frame) >= batchBytes || i == n-1 {
-			if _, err := s.Write(*frame); err != nil {
-				return err
-			}
-			add(count, payload)
-			*frame, payload = (*frame)[:0], 0
-		}
 	}
+	r.release()
+	_, err := s.Write(*frame)
+	if cap(*frame) > batchBytes {
+		*frame = nil // large datagrams came in a burst: keep no megabyte per flow
+	}
+	if err != nil {
+		return err
+	}
+	add(count, payload)
 	return nil
 }
 

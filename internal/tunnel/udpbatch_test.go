@@ -51,6 +51,7 @@ func TestDatagramReaderReadsBatches(t *testing.T) {
 			}
 			i++
 		}
+		r.release()
 	}
 	if runtime.GOOS == "linux" && most != maxReadBatch {
 		t.Errorf("at most %d datagrams in one read, want %d (recvmmsg, grown as datagrams waited)", most, maxReadBatch)

@@ -1,0 +1,135 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quicport/quicport/internal/proto"
+)
+
+// maxReadBatch is the most datagrams one read of a UDP forward's socket
+// takes (one recvmmsg): a fast flow's datagrams cost a system call per
+// batch, not one each.
+const maxReadBatch = 16
+
+// readBatch is the buffers of one recvmmsg. Every buffer holds the largest
+// UDP payload, so no datagram is ever cut short; that makes a batch a
+// megabyte, so a reader borrows one from readBatches only once its socket
+// has datagrams, and gives it back when they are passed on. The memory is
+// then as many batches as readers are busy at once, not one per flow.
+type readBatch struct {
+	hdrs  [maxReadBatch]unix.Mmsghdr
+	iovs  [maxReadBatch]unix.Iovec
+	names [maxReadBatch]unix.RawSockaddrInet6 // large enough for either family
+	bufs  [maxReadBatch][]byte
+}
+
+var readBatches = sync.Pool{New: func() any {
+	b := new(readBatch)
+	for i := range b.hdrs {
+		b.bufs[i] = make([]byte, proto.MaxDatagram)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(len(b.bufs[i]))
+		h := &b.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
+	}
+	return b
+}}
+
+// recvmmsg reads the datagrams waiting on fd, without waiting for more.
+func (b *readBatch) recvmmsg(fd uintptr) (int, error) {
+	for i := range b.hdrs {
+		b.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+		b.hdrs[i].Len = 0
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// datagramReader reads a UDP socket's datagrams in batches. It is not
+// safe for concurrent use.
+type datagramReader struct {
+	rc  syscall.RawConn
+	err error      // from getting rc
+	b   *readBatch // borrowed from read until release
+}
+
+func newDatagramReader(c *net.UDPConn) *datagramReader {
+	rc, err := c.SyscallConn()
+	return &datagramReader{rc: rc, err: err}
+}
+
+// read waits for datagrams and returns how many it read: datagram(i) for
+// i below that is each of them, valid until release. Errors are those of
+// a read on the socket: deadlines, a closed socket, ICMP errors of a
+// connected one.
+func (r *datagramReader) read() (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	var n int
+	var rerr error
+	err := r.rc.Read(func(fd uintptr) bool {
+		if r.b == nil {
+			r.b = readBatches.Get().(*readBatch)
+		}
+		n, rerr = r.b.recvmmsg(fd)
+		if rerr == unix.EAGAIN {
+			r.release() // nothing while the socket waits
+			return false
+		}
+		return true
+	})
+	if err == nil && rerr != nil {
+		err = &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmmsg", rerr)}
+	}
+	if err != nil {
+		r.release()
+		return 0, err
+	}
+	return n, nil
+}
+
+// datagram returns the i-th datagram of the last read and its source.
+func (r *datagramReader) datagram(i int) ([]byte, netip.AddrPort) {
+	return r.b.bufs[i][:r.b.hdrs[i].Len], sourceOf(&r.b.names[i])
+}
+
+// release gives back the batch of the last read.
+func (r *datagramReader) release() {
+	if r.b != nil {
+		readBatches.Put(r.b)
+		r.b = nil
+	}
+}
+
+// sourceOf turns a sockaddr recvmmsg filled in into an address and port,
+// as net.UDPConn's reads do (an IPv6 scope as its number).
+func sourceOf(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	case unix.AF_INET6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	return netip.AddrPort{}
+}
