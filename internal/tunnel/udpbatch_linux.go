@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -31,6 +32,9 @@ type readBatch struct {
 	names [maxReadBatch]unix.RawSockaddrInet6 // large enough for either family
 	bufs  [maxReadBatch][]byte
 }
+
+// batchesLent counts the batches readers hold: those busy with datagrams.
+var batchesLent atomic.Int64
 
 var readBatches = sync.Pool{New: func() any {
 	b := new(readBatch)
@@ -85,6 +89,7 @@ func (r *datagramReader) read() (int, error) {
 	err := r.rc.Read(func(fd uintptr) bool {
 		if r.b == nil {
 			r.b = readBatches.Get().(*readBatch)
+			batchesLent.Add(1)
 		}
 		n, rerr = r.b.recvmmsg(fd)
 		if rerr == unix.EAGAIN {
@@ -113,6 +118,7 @@ func (r *datagramReader) release() {
 	if r.b != nil {
 		readBatches.Put(r.b)
 		r.b = nil
+		batchesLent.Add(-1)
 	}
 }
 
