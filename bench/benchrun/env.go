@@ -384,13 +384,19 @@ func (e *env) udpTable(o options, iperf string) (string, error) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	var b strings.Builder
-	b.WriteString("### UDP (iperf3 -u, 1,200-byte datagrams): delivered Mbit/s and loss\n\n| offered | direct | quicport LPF |\n|---|---|---|\n")
+	b.WriteString("### UDP (iperf3 -u, 1,200-byte datagrams): delivered Mbit/s and loss\n\n" +
+		"Forward: iperf3's client sends, through the entrance; reverse (`-R`): its server sends, through the side that dials.\n\n" +
+		"| offered | direct | quicport LPF | direct, reverse | quicport LPF, reverse |\n|---|---|---|---|---|\n")
 	for _, rate := range o.udpRates {
 		fmt.Fprintf(&b, "| %s |", rate)
-		for _, target := range []string{iperf, entry} {
+		for _, path := range []struct {
+			target  string
+			reverse bool
+		}{{iperf, false}, {entry, false}, {iperf, true}, {entry, true}} {
+			target := path.target
 			var got, loss []float64
 			for range o.runs {
-				bps, lost, err := iperfUDP(target, o.duration, rate)
+				bps, lost, err := iperfUDP(target, o.duration, rate, path.reverse)
 				if err != nil {
 					progress("udp %s via %s: %v", rate, target, err)
 					continue
@@ -406,9 +412,13 @@ func (e *env) udpTable(o options, iperf string) (string, error) {
 	return b.String(), nil
 }
 
-func iperfUDP(entry string, d time.Duration, rate string) (bps, lossPct float64, err error) {
+func iperfUDP(entry string, d time.Duration, rate string, reverse bool) (bps, lossPct float64, err error) {
 	host, port, _ := net.SplitHostPort(entry)
-	out, err := exec.Command("iperf3", "-c", host, "-p", port, "-u", "-b", rate, "-l", "1200", "-t", fmt.Sprint(d.Seconds()), "-J").Output()
+	args := []string{"-c", host, "-p", port, "-u", "-b", rate, "-l", "1200", "-t", fmt.Sprint(d.Seconds()), "-J"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	out, err := exec.Command("iperf3", args...).Output()
 	var r struct {
 		End struct {
 			Sum struct {
