@@ -468,8 +468,7 @@ func RelayUDP(conn *net.UDPConn, s Stream, idle time.Duration, count Counters) e
 			continue // ICMP errors surface as read errors on a connected socket
 		}
 		touch()
-		// The datagrams of one read go in one stream write (or a few, for
-		// large ones).
+		// The datagrams of one read go in one stream write.
 		if err := writeDatagrams(s, r, n, &frame, count.ToStream); err != nil {
 			finish(nil)
 			break

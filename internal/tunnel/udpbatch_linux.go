@@ -92,6 +92,9 @@ func (r *datagramReader) read() (int, error) {
 			batchesLent.Add(1)
 		}
 		n, rerr = r.b.recvmmsg(fd)
+		for rerr == unix.EINTR {
+			n, rerr = r.b.recvmmsg(fd)
+		}
 		if rerr == unix.EAGAIN {
 			r.release() // nothing while the socket waits
 			return false
