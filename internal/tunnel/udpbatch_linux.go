@@ -69,11 +69,18 @@ type datagramReader struct {
 	rc  syscall.RawConn
 	err error      // from getting rc
 	b   *readBatch // borrowed from read until release
+	// recv is readFD as a function value, made once: a closure per read
+	// would be an allocation per read. n and rerr are its results.
+	recv func(fd uintptr) bool
+	n    int
+	rerr error
 }
 
 func newDatagramReader(c *net.UDPConn) *datagramReader {
 	rc, err := c.SyscallConn()
-	return &datagramReader{rc: rc, err: err}
+	r := &datagramReader{rc: rc, err: err}
+	r.recv = r.readFD
+	return r
 }
 
 // read waits for datagrams and returns how many it read: datagram(i) for
@@ -84,31 +91,33 @@ func (r *datagramReader) read() (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	var n int
-	var rerr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		if r.b == nil {
-			r.b = readBatches.Get().(*readBatch)
-			batchesLent.Add(1)
-		}
-		n, rerr = r.b.recvmmsg(fd)
-		for rerr == unix.EINTR {
-			n, rerr = r.b.recvmmsg(fd)
-		}
-		if rerr == unix.EAGAIN {
-			r.release() // nothing while the socket waits
-			return false
-		}
-		return true
-	})
-	if err == nil && rerr != nil {
-		err = &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmmsg", rerr)}
+	err := r.rc.Read(r.recv)
+	if err == nil && r.rerr != nil {
+		err = &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvmmsg", r.rerr)}
 	}
 	if err != nil {
 		r.release()
 		return 0, err
 	}
-	return n, nil
+	return r.n, nil
+}
+
+// readFD reads what waits on fd, taking a batch for it; with nothing there
+// it gives the batch back and reports false, so the caller waits.
+func (r *datagramReader) readFD(fd uintptr) bool {
+	if r.b == nil {
+		r.b = readBatches.Get().(*readBatch)
+		batchesLent.Add(1)
+	}
+	r.n, r.rerr = r.b.recvmmsg(fd)
+	for r.rerr == unix.EINTR {
+		r.n, r.rerr = r.b.recvmmsg(fd)
+	}
+	if r.rerr == unix.EAGAIN {
+		r.release() // nothing while the socket waits
+		return false
+	}
+	return true
 }
 
 // datagram returns the i-th datagram of the last read and its source.
