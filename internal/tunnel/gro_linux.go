@@ -50,20 +50,46 @@ func (c groConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 // (before Linux 5.0), or QUICPORT_DISABLE_GRO is true (for a network card
 // whose driver gets it wrong), it returns c as it is.
 func WithGRO(c LossyConn) net.PacketConn {
-	if off, err := strconv.ParseBool(os.Getenv("QUICPORT_DISABLE_GRO")); err == nil && off {
+	if !enableGRO(c.UDPConn) {
 		return c
+	}
+	return groConn{LossyConn: c, r: newGROReader(c.UDPConn)}
+}
+
+// enableGRO turns on generic receive offload on c's socket, unless
+// QUICPORT_DISABLE_GRO is true, and reports whether it is on.
+func enableGRO(c *net.UDPConn) bool {
+	if off, err := strconv.ParseBool(os.Getenv("QUICPORT_DISABLE_GRO")); err == nil && off {
+		return false
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return c
+		return false
 	}
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 	}); err != nil || serr != nil {
-		return c
+		return false
 	}
-	return groConn{LossyConn: c, r: newGROReader(c.UDPConn)}
+	return true
+}
+
+// groSegment is the size the kernel cut a coalesced run to, from its
+// UDP_GRO control message among cmsgs; 0 when there is none (the buffer
+// is one datagram).
+func groSegment(cmsgs []byte) int {
+	for len(cmsgs) > 0 {
+		h, body, rest, err := unix.ParseOneSocketControlMessage(cmsgs)
+		if err != nil {
+			return 0
+		}
+		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(body) == 4 {
+			return int(binary.NativeEndian.Uint32(body)) // the kernel writes a C int
+		}
+		cmsgs = rest
+	}
+	return 0
 }
 
 // groReader reads coalesced runs of datagrams into large buffers and hands

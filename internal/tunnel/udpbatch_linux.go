@@ -30,6 +30,7 @@ type readBatch struct {
 	hdrs  [maxReadBatch]unix.Mmsghdr
 	iovs  [maxReadBatch]unix.Iovec
 	names [maxReadBatch]unix.RawSockaddrInet6 // large enough for either family
+	oobs  [maxReadBatch][64]byte              // control messages: UDP_GRO's segment size
 	bufs  [maxReadBatch][]byte
 }
 
@@ -46,6 +47,7 @@ var readBatches = sync.Pool{New: func() any {
 		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 		h.Iov = &b.iovs[i]
 		h.SetIovlen(1)
+		h.Control = &b.oobs[i][0]
 	}
 	return b
 }}
@@ -54,6 +56,7 @@ var readBatches = sync.Pool{New: func() any {
 func (b *readBatch) recvmmsg(fd uintptr) (int, error) {
 	for i := range b.hdrs {
 		b.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+		b.hdrs[i].Hdr.SetControllen(len(b.oobs[i]))
 		b.hdrs[i].Len = 0
 	}
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
@@ -69,6 +72,9 @@ type datagramReader struct {
 	rc  syscall.RawConn
 	err error      // from getting rc
 	b   *readBatch // borrowed from read until release
+	// dgs is where each datagram of the last read lies: with receive
+	// offload one buffer can hold a run of them.
+	dgs []span
 	// recv is readFD as a function value, made once: a closure per read
 	// would be an allocation per read. n and rerr are its results.
 	recv func(fd uintptr) bool
@@ -76,9 +82,18 @@ type datagramReader struct {
 	rerr error
 }
 
+// span is one datagram in a batch: bufs[msg][off:end].
+type span struct{ msg, off, end int }
+
+// newDatagramReader reads c, with generic receive offload on where the
+// kernel offers it (see WithGRO): a run of datagrams from one source that
+// arrived together then takes one buffer and one copy.
 func newDatagramReader(c *net.UDPConn) *datagramReader {
 	rc, err := c.SyscallConn()
 	r := &datagramReader{rc: rc, err: err}
+	if err == nil {
+		enableGRO(c)
+	}
 	r.recv = r.readFD
 	return r
 }
@@ -99,7 +114,20 @@ func (r *datagramReader) read() (int, error) {
 		r.release()
 		return 0, err
 	}
-	return r.n, nil
+	r.dgs = r.dgs[:0]
+	for i := range r.n {
+		h := &r.b.hdrs[i]
+		n := int(h.Len)
+		seg := groSegment(r.b.oobs[i][:h.Hdr.Controllen])
+		if seg <= 0 || seg >= n {
+			r.dgs = append(r.dgs, span{i, 0, n})
+			continue
+		}
+		for off := 0; off < n; off += seg {
+			r.dgs = append(r.dgs, span{i, off, min(off+seg, n)})
+		}
+	}
+	return len(r.dgs), nil
 }
 
 // readFD reads what waits on fd, taking a batch for it; with nothing there
@@ -122,7 +150,8 @@ func (r *datagramReader) readFD(fd uintptr) bool {
 
 // datagram returns the i-th datagram of the last read and its source.
 func (r *datagramReader) datagram(i int) ([]byte, netip.AddrPort) {
-	return r.b.bufs[i][:r.b.hdrs[i].Len], sourceOf(&r.b.names[i])
+	d := r.dgs[i]
+	return r.b.bufs[d.msg][d.off:d.end], sourceOf(&r.b.names[d.msg])
 }
 
 // release gives back the batch of the last read.

@@ -1,8 +1,10 @@
 package tunnel
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,12 +56,13 @@ func TestWaitingReadersHoldNoBatch(t *testing.T) {
 }
 
 // Reading a burst of 16 datagrams of 1,200 bytes: one recvfrom each (the
-// baseline, as UDP forwards read before) against the batch reader. Both
-// get the burst from one segmentation-offload send, which loopback
-// delivers as 16 datagrams, so the sender costs both the same.
+// baseline, as UDP forwards read before) against the batch reader, without
+// and with receive offload. All get the burst from one segmentation-offload
+// send, which loopback delivers as 16 datagrams, or as one run to a socket
+// with receive offload on, so the sender costs them the same.
 func BenchmarkReadDatagrams(b *testing.B) {
 	const burst, size = 16, 1200
-	for _, mode := range []string{"baseline-recvfrom", "batch"} {
+	for _, mode := range []string{"baseline-recvfrom", "batch", "batch-gro"} {
 		b.Run(mode, func(b *testing.B) {
 			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
@@ -74,7 +77,15 @@ func BenchmarkReadDatagrams(b *testing.B) {
 			defer src.Close()
 			g := newSegmenter()
 			run := make([]byte, burst*size)
-			r := newDatagramReader(c)
+			var r *datagramReader
+			if mode != "baseline-recvfrom" {
+				t := os.Getenv("QUICPORT_DISABLE_GRO")
+				if mode == "batch" {
+					os.Setenv("QUICPORT_DISABLE_GRO", "true")
+				}
+				r = newDatagramReader(c)
+				os.Setenv("QUICPORT_DISABLE_GRO", t)
+			}
 			buf := make([]byte, 65535)
 			b.SetBytes(burst * size)
 			b.ReportAllocs()
@@ -83,7 +94,7 @@ func BenchmarkReadDatagrams(b *testing.B) {
 					b.Fatal("segmentation offload refused")
 				}
 				for got := 0; got < burst; {
-					if mode == "batch" {
+					if r != nil {
 						n, err := r.read()
 						if err != nil {
 							b.Fatal(err)
@@ -99,5 +110,55 @@ func BenchmarkReadDatagrams(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A run of datagrams that arrives coalesced (one segmentation-offload send
+// on loopback, as a network card's receive offload would merge them) is
+// read in one buffer and handed out as the datagrams it was, the last one
+// shorter.
+func TestDatagramReaderSplitsCoalescedRuns(t *testing.T) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	src, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r := newDatagramReader(c)
+	const seg, count, last = 1000, 10, 500
+	var run []byte
+	var want [][]byte
+	for i := range count + 1 {
+		d := datagram(i, seg)
+		if i == count {
+			d = datagram(i, last)
+		}
+		want = append(want, d)
+		run = append(run, d...)
+	}
+	if !newSegmenter().write(src, run, seg, netip.AddrPort{}) {
+		t.Fatal("segmentation offload refused")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := r.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.release()
+	if r.n != 1 || n != len(want) {
+		t.Fatalf("read %d buffers holding %d datagrams, want 1 holding %d (receive offload)", r.n, n, len(want))
+	}
+	for i := range n {
+		p, from := r.datagram(i)
+		if !bytes.Equal(p, want[i]) {
+			t.Fatalf("datagram %d: %d bytes, want its %d", i, len(p), len(want[i]))
+		}
+		if from != src.LocalAddr().(*net.UDPAddr).AddrPort() {
+			t.Fatalf("datagram %d from %v", i, from)
+		}
 	}
 }
