@@ -32,6 +32,9 @@ type readBatch struct {
 	names [maxReadBatch]unix.RawSockaddrInet6 // large enough for either family
 	oobs  [maxReadBatch][64]byte              // control messages: UDP_GRO's segment size
 	bufs  [maxReadBatch][]byte
+	// dgs is where each datagram of the last read lies: with receive
+	// offload one buffer can hold a run of them (up to 64).
+	dgs []span
 }
 
 // batchesLent counts the batches readers hold: those busy with datagrams.
@@ -72,9 +75,6 @@ type datagramReader struct {
 	rc  syscall.RawConn
 	err error      // from getting rc
 	b   *readBatch // borrowed from read until release
-	// dgs is where each datagram of the last read lies: with receive
-	// offload one buffer can hold a run of them.
-	dgs []span
 	// recv is readFD as a function value, made once: a closure per read
 	// would be an allocation per read. n and rerr are its results.
 	recv func(fd uintptr) bool
@@ -114,20 +114,21 @@ func (r *datagramReader) read() (int, error) {
 		r.release()
 		return 0, err
 	}
-	r.dgs = r.dgs[:0]
+	b := r.b
+	b.dgs = b.dgs[:0]
 	for i := range r.n {
-		h := &r.b.hdrs[i]
+		h := &b.hdrs[i]
 		n := int(h.Len)
-		seg := groSegment(r.b.oobs[i][:h.Hdr.Controllen])
+		seg := groSegment(b.oobs[i][:h.Hdr.Controllen])
 		if seg <= 0 || seg >= n {
-			r.dgs = append(r.dgs, span{i, 0, n})
+			b.dgs = append(b.dgs, span{i, 0, n})
 			continue
 		}
 		for off := 0; off < n; off += seg {
-			r.dgs = append(r.dgs, span{i, off, min(off+seg, n)})
+			b.dgs = append(b.dgs, span{i, off, min(off+seg, n)})
 		}
 	}
-	return len(r.dgs), nil
+	return len(b.dgs), nil
 }
 
 // readFD reads what waits on fd, taking a batch for it; with nothing there
@@ -150,7 +151,7 @@ func (r *datagramReader) readFD(fd uintptr) bool {
 
 // datagram returns the i-th datagram of the last read and its source.
 func (r *datagramReader) datagram(i int) ([]byte, netip.AddrPort) {
-	d := r.dgs[i]
+	d := r.b.dgs[i]
 	return r.b.bufs[d.msg][d.off:d.end], sourceOf(&r.b.names[d.msg])
 }
 
