@@ -94,6 +94,26 @@ func exchange(c *net.UDPConn, src, seq, n int) error {
 	return fmt.Errorf("source %d, datagram %d (%d bytes): no reply after 10 tries", src, seq, n)
 }
 
+// udpEchoThrough starts a UDP echo, a server and a client whose UDP
+// forward, remote or local, leads to it, and returns the echo and the
+// forward's entrance.
+func udpEchoThrough(t *testing.T, cr creds, remote bool) (*udpEcho, *net.UDPAddr) {
+	echo := startUDPEcho(t)
+	srv := testutil.StartServer(t, server.Config{Auth: cr.server})
+	cfg := client.Config{Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t)}
+	if remote {
+		cfg.Forward = client.Forward{Remote: true, Source: mustAddr(t, "0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
+	} else {
+		cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
+	}
+	entry := entryOf(t, testutil.StartClient(t, cfg), remote)
+	raddr, err := net.ResolveUDPAddr("udp", entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return echo, raddr
+}
+
 // 50 concurrent sources through one session, datagram sizes from 1 to
 // 65,507 bytes, every reply matched to its request, in both directions.
 func TestUDPForwarding(t *testing.T) {
@@ -101,16 +121,7 @@ func TestUDPForwarding(t *testing.T) {
 	sizes := []int{1, 7, 8, 512, 1200, 1472, 9000, 32768, 65507}
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
-			echo := startUDPEcho(t)
-			srv := testutil.StartServer(t, server.Config{Auth: cr.server})
-			cfg := client.Config{Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t)}
-			if m.remote {
-				cfg.Forward = client.Forward{Remote: true, Source: mustAddr(t, "0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
-			} else {
-				cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
-			}
-			entry := entryOf(t, testutil.StartClient(t, cfg), m.remote)
-			raddr, _ := net.ResolveUDPAddr("udp", entry)
+			echo, raddr := udpEchoThrough(t, cr, m.remote)
 			var g errgroup.Group
 			for src := range 50 {
 				g.Go(func() error {
@@ -240,16 +251,7 @@ func TestUDPBurstsArriveIntact(t *testing.T) {
 	}
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
-			echo := startUDPEcho(t)
-			srv := testutil.StartServer(t, server.Config{Auth: cr.server})
-			cfg := client.Config{Server: srv.AddrString(), Auth: cr.client, TOFU: testutil.KnownHosts(t)}
-			if m.remote {
-				cfg.Forward = client.Forward{Remote: true, Source: mustAddr(t, "0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
-			} else {
-				cfg.Forward = client.Forward{Source: mustAddr(t, "127.0.0.1:0/udp"), Dest: mustAddr(t, echo.addr()+"/udp")}
-			}
-			entry := entryOf(t, testutil.StartClient(t, cfg), m.remote)
-			raddr, _ := net.ResolveUDPAddr("udp", entry)
+			_, raddr := udpEchoThrough(t, cr, m.remote)
 			conn, err := net.DialUDP("udp", nil, raddr)
 			if err != nil {
 				t.Fatal(err)
