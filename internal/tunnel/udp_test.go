@@ -57,6 +57,23 @@ func startUDPListenerOn(t *testing.T, at *net.UDPAddr, maxFlows int) (*net.UDPAd
 	return pc.LocalAddr().(*net.UDPAddr), &dropped, peer
 }
 
+// udpPair returns a UDP socket on loopback and one connected to it, both
+// closed when the test ends.
+func udpPair(tb testing.TB) (listener, dialer *net.UDPConn) {
+	tb.Helper()
+	l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	d, err := net.DialUDP("udp", nil, l.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	return l, d
+}
+
 func sendDatagrams(t *testing.T, to *net.UDPAddr, n, size int) *net.UDPConn {
 	t.Helper()
 	c, err := net.DialUDP("udp", nil, to)
@@ -177,16 +194,8 @@ func datagram(i, n int) []byte {
 
 // RelayUDP delivers every datagram of its stream to the destination.
 func TestRelayUDPDeliversRuns(t *testing.T) {
-	dst, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst, conn := udpPair(t)
 	growReceiveBuffer(dst, udpReceiveBuffer)
-	conn, err := net.DialUDP("udp", nil, dst.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
 	writer, relayed := quicPair(t)
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- RelayUDP(conn, relayed, time.Minute, Counters{}) }()

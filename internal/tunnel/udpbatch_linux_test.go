@@ -64,17 +64,8 @@ func BenchmarkReadDatagrams(b *testing.B) {
 	const burst, size = 16, 1200
 	for _, mode := range []string{"baseline-recvfrom", "batch", "batch-gro"} {
 		b.Run(mode, func(b *testing.B) {
-			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c, src := udpPair(b)
 			growReceiveBuffer(c, udpReceiveBuffer)
-			src, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer src.Close()
 			g := newSegmenter()
 			run := make([]byte, burst*size)
 			var r *datagramReader
@@ -118,16 +109,7 @@ func BenchmarkReadDatagrams(b *testing.B) {
 // read in one buffer and handed out as the datagrams it was, the last one
 // shorter.
 func TestDatagramReaderSplitsCoalescedRuns(t *testing.T) {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	src, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	c, src := udpPair(t)
 	r := newDatagramReader(c)
 	const seg, count, last = 1000, 10, 500
 	var run []byte

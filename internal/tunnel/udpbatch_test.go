@@ -61,15 +61,7 @@ func TestDatagramReaderReadsBatches(t *testing.T) {
 // RelayUDP frames every datagram from the destination onto the stream,
 // whole and in order, many to a write when they arrive together.
 func TestRelayUDPFramesReplies(t *testing.T) {
-	dst, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	conn, err := net.DialUDP("udp", nil, dst.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dst, conn := udpPair(t)
 	growReceiveBuffer(conn, udpReceiveBuffer) // before RelayUDP does: the burst below comes first
 	reader, relayed := quicPair(t)
 	var toStream atomic.Uint64

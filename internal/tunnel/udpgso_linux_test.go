@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,16 +10,7 @@ import (
 // One sendmsg with UDP_SEGMENT arrives as the datagrams it was cut into,
 // the last one shorter, each intact.
 func TestSegmenterSendsDatagrams(t *testing.T) {
-	dst, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	c, err := net.DialUDP("udp", nil, dst.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	dst, c := udpPair(t)
 	var run []byte
 	for i := range 10 {
 		run = append(run, bytes.Repeat([]byte{byte(i)}, 1200)...)
