@@ -23,6 +23,7 @@ type clientFlags struct {
 	maxAttempts                    int
 	reconnectDelay                 time.Duration
 	keepAlive, idleTimeout         time.Duration
+	congestion                     tunnel.Congestion
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -38,7 +39,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.reconnect, "reconnect", true, "reconnect after a lost session or a failed attempt (never after refused credentials or forwards)")
 	fs.IntVar(&f.maxAttempts, "reconnect-max-attempts", 0, "give up after this many reconnection attempts in a row; 0 = never")
 	fs.Var(seconds{&f.reconnectDelay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60, and starts over when the network changes")
-	addQUICFlags(cmd, &f.keepAlive, &f.idleTimeout)
+	addQUICFlags(cmd, &f.keepAlive, &f.idleTimeout, &f.congestion)
 }
 
 // requireServer refuses a missing --server, showing example.
@@ -49,10 +50,12 @@ func (f *clientFlags) requireServer(example string) error {
 	return nil
 }
 
-func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration) {
+func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration, cc *tunnel.Congestion) {
 	fs := cmd.Flags()
 	fs.Var(seconds{keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
 	fs.Var(seconds{idle}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
+	*cc = tunnel.NewReno
+	fs.Var(cc, "congestion", "congestion control for what this side sends: newreno (fair beside other traffic) or bbr (keeps its rate across a path that drops packets at random, but takes more than its share of a congested link)")
 }
 
 // clientConfig validates the shared flags (and their QUICPORT_ variables)
@@ -108,5 +111,6 @@ func (a *app) clientConfig(cmd *cobra.Command, f *clientFlags, example string, p
 		ReconnectDelay: f.reconnectDelay,
 		KeepAlive:      f.keepAlive,
 		IdleTimeout:    f.idleTimeout,
+		Congestion:     f.congestion,
 	}, nil
 }

@@ -27,6 +27,7 @@ func (a *app) serverCommand() *cobra.Command {
 		clientKeysFile string
 		keepAlive      = tunnel.DefaultKeepAlive
 		idleTimeout    = tunnel.DefaultIdleTimeout
+		congestion     tunnel.Congestion
 		udp            udpFlags
 		permitListen   string
 		permitOpen     string
@@ -118,7 +119,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			}
 			cfg := limits
 			cfg.Listen, cfg.Auth, cfg.KeepAlive, cfg.IdleTimeout, cfg.Logger = listen, policy, keepAlive, idleTimeout, log
-			cfg.UDPIdleTimeout, cfg.UDPMaxFlows = udp.idle, udp.maxFlows
+			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Congestion = udp.idle, udp.maxFlows, congestion
 			if permitListen != "" {
 				if cfg.PermitListen, err = permit.ParsePorts(permitListen); err != nil {
 					return usagef("--permit-listen: %v", err)
@@ -152,7 +153,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			} else if clientCAs != nil {
 				method = "mtls"
 			}
-			attrs := []any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}
+			attrs := []any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "congestion", congestion.String()}
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
@@ -191,7 +192,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	fs.Var(seconds{&adoptTimeout}, "adopt-timeout", "seconds data planes keep serving after the control plane stopped (SIGTERM), waiting for a new one to adopt them")
 	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
 	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
-	addQUICFlags(cmd, &keepAlive, &idleTimeout)
+	addQUICFlags(cmd, &keepAlive, &idleTimeout, &congestion)
 	udp.register(cmd)
 	return cmd
 }

@@ -78,6 +78,9 @@ type Config struct {
 	Timeout time.Duration
 	// KeepAlive and IdleTimeout tune QUIC liveness (defaults 5 s, 10 s).
 	KeepAlive, IdleTimeout time.Duration
+	// Congestion is the congestion controller for what the client sends
+	// (default NewReno).
+	Congestion tunnel.Congestion
 	// Reconnect makes the client reconnect after a lost session or a
 	// failed attempt, with exponential backoff from ReconnectDelay
 	// (default 1 s) to 60 s. MaxAttempts bounds consecutive failed

@@ -162,7 +162,9 @@ func (s *session) dialAddr(ctx context.Context, host, name string, raddr *net.UD
 	tr := &quic.Transport{Conn: tunnel.WithGRO(tunnel.LossyConn{UDPConn: udp, Refused: tunnel.RefusedSends(&refused, s.log)})}
 	dialCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout))
+	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
+	cfg.Congestion.Apply(qc)
+	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), qc)
 	if err != nil {
 		tr.Close()
 		udp.Close()
@@ -258,7 +260,7 @@ func (s *session) authenticate(ctx context.Context) (*quic.Stream, error) {
 			return nil, err
 		}
 	}
-	s.log.Info("authenticated", "method", methodOf(cfg.Auth))
+	s.log.Info("authenticated", "method", methodOf(cfg.Auth), "congestion", cfg.Congestion.String())
 	return ctrl, nil
 }
 

@@ -53,6 +53,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// KeepAlive and IdleTimeout tune QUIC liveness (defaults 5 s, 10 s).
 	KeepAlive, IdleTimeout time.Duration
+	// Congestion is the congestion controller for what the server sends
+	// (default NewReno).
+	Congestion tunnel.Congestion
 	// UDPIdleTimeout ends a UDP flow after silence both ways (default
 	// 60 s); UDPMaxFlows caps a session's UDP flows (default 1024).
 	UDPIdleTimeout time.Duration
@@ -232,6 +235,7 @@ func Listen(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
+	cfg.Congestion.Apply(qc)
 	perConn := qc.Clone() // what every accepted connection uses
 	qc.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
 		// A draining server takes no new connections: refused at the

@@ -1,0 +1,297 @@
+package bbr
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/congestion"
+)
+
+// path is a simulated network path: a bottleneck of rate bytes per second
+// with a drop-tail buffer, random loss in front of it, and a fixed round
+// trip behind it. The receiver acks every packet at once.
+type path struct {
+	rate   float64 // bytes per second, may change during a run
+	buffer float64 // bytes the bottleneck queues before it drops
+	rtt    time.Duration
+	loss   float64
+	rng    *rand.Rand
+
+	linkFree congestion.Time // when the bottleneck has sent all it holds
+}
+
+// send puts a packet on the path at now and returns when its ack arrives,
+// or false if the path drops it.
+func (p *path) send(now congestion.Time, size congestion.ByteCount) (congestion.Time, bool) {
+	if p.rng.Float64() < p.loss {
+		return 0, false
+	}
+	start := max(now, p.linkFree)
+	backlog := float64(start-now) / 1e9 * p.rate
+	if backlog+float64(size) > p.buffer {
+		return 0, false
+	}
+	p.linkFree = start.Add(time.Duration(float64(size) / p.rate * 1e9))
+	return p.linkFree.Add(p.rtt), true
+}
+
+// run drives a Sender the way quic-go does: send while the window has room
+// and the pacer allows, else wait for the pacer or the next ack. Losses are
+// declared by packet threshold (three later packets acked). change, if not
+// nil, is called every simulated millisecond.
+type run struct {
+	s        *Sender
+	p        *path
+	mss      congestion.ByteCount
+	now      congestion.Time
+	inflight congestion.ByteCount
+	pn       congestion.PacketNumber
+
+	acks    []ack                   // in arrival order: the path is FIFO
+	dropped []congestion.PacketNumber // not yet declared lost
+
+	ackedBytes congestion.ByteCount // since the last mark
+	rttSum     time.Duration        // of acked packets since the last mark
+	rttCount   int
+	modes      map[mode]bool
+
+	app  func(now congestion.Time) bool // has the application data now? nil: always
+	sent func(now congestion.Time)      // told of each packet the application sent
+}
+
+type ack struct {
+	at   congestion.Time
+	pn   congestion.PacketNumber
+	sent congestion.Time
+}
+
+func newRun(p *path) *run {
+	const mss = 1200
+	return &run{s: newSender(mss), p: p, mss: mss, now: congestion.Time(time.Second), modes: map[mode]bool{}}
+}
+
+// until runs the simulation up to d after its start, calling tick each
+// simulated millisecond if it is not nil.
+func (r *run) until(d time.Duration, tick func(*run)) {
+	end := congestion.Time(time.Second).Add(d)
+	nextTick := r.now
+	for r.now < end {
+		if tick != nil && r.now >= nextTick {
+			tick(r)
+			nextTick = r.now.Add(time.Millisecond)
+		}
+		for len(r.acks) > 0 && r.acks[0].at <= r.now {
+			a := r.acks[0]
+			r.acks = r.acks[1:]
+			prior := r.inflight
+			r.inflight -= r.mss
+			r.ackedBytes += r.mss
+			r.rttSum += r.now.Sub(a.sent)
+			r.rttCount++
+			r.s.OnPacketAcked(a.pn, r.mss, prior, r.now)
+			for len(r.dropped) > 0 && r.dropped[0]+3 <= a.pn {
+				r.s.OnCongestionEvent(r.dropped[0], r.mss, r.inflight)
+				r.inflight -= r.mss
+				r.dropped = r.dropped[1:]
+			}
+			r.modes[r.s.mode] = true
+		}
+		hasData := r.app == nil || r.app(r.now)
+		if hasData && r.s.CanSend(r.inflight) && r.s.HasPacingBudget(r.now) {
+			if r.sent != nil {
+				r.sent(r.now)
+			}
+			r.pn++
+			r.s.OnPacketSent(r.now, r.inflight, r.pn, r.mss, true)
+			r.inflight += r.mss
+			if at, ok := r.p.send(r.now, r.mss); ok {
+				r.acks = append(r.acks, ack{at: at, pn: r.pn, sent: r.now})
+			} else {
+				r.dropped = append(r.dropped, r.pn)
+			}
+			continue
+		}
+		next := end
+		if len(r.acks) > 0 {
+			next = min(next, r.acks[0].at)
+		}
+		if !hasData {
+			next = min(next, r.now.Add(100*time.Microsecond))
+		} else if r.s.CanSend(r.inflight) {
+			if t := r.s.TimeUntilSend(r.inflight); t > r.now {
+				next = min(next, t)
+			} else {
+				next = min(next, r.now.Add(time.Microsecond))
+			}
+		}
+		if tick != nil {
+			next = min(next, nextTick)
+		}
+		r.now = max(next, r.now+1)
+	}
+}
+
+// mark starts a new measuring interval; rate and meanRTT cover the time
+// since the last mark.
+func (r *run) mark() (since congestion.Time) {
+	r.ackedBytes, r.rttSum, r.rttCount = 0, 0, 0
+	return r.now
+}
+
+func (r *run) rate(since congestion.Time) float64 {
+	return float64(r.ackedBytes) / r.now.Sub(since).Seconds()
+}
+
+func (r *run) meanRTT() time.Duration { return r.rttSum / time.Duration(max(r.rttCount, 1)) }
+
+const mbit = 1e6 / 8 // bytes per second
+
+// A path that drops 1% of packets at random, with no congestion at all:
+// NewReno halves its window at every loss and, at this bandwidth-delay
+// product, moves a fraction of the link; BBR must fill it.
+func TestFillsAPathWithRandomLoss(t *testing.T) {
+	p := &path{rate: 100 * mbit, rtt: 20 * time.Millisecond, loss: 0.01, rng: rand.New(rand.NewPCG(1, 2))}
+	p.buffer = p.rate * p.rtt.Seconds() // one BDP
+	r := newRun(p)
+	r.until(3*time.Second, nil)
+	since := r.mark()
+	r.until(15*time.Second, nil) // long enough to pass through ProbeRTT
+	got := r.rate(since) / mbit
+	want := 0.85 * 100 * (1 - p.loss)
+	t.Logf("%.1f Mbit/s delivered of 100, 1%% loss, mean rtt %v, modes %v", got, r.meanRTT(), r.modes)
+	if got < want {
+		t.Errorf("delivered %.1f Mbit/s across a 100 Mbit/s path with 1%% random loss, want at least %.0f", got, want)
+	}
+	if r.s.mode != probeBW {
+		t.Errorf("mode %v after 15 s, want probe_bw", r.s.mode)
+	}
+}
+
+// A path with a deep buffer (ten BDPs) and no loss: a loss-based sender
+// fills the buffer and every packet waits ten round trips in it. BBR keeps
+// at most about one BDP queued.
+func TestKeepsTheQueueShortOnADeepBuffer(t *testing.T) {
+	p := &path{rate: 50 * mbit, rtt: 20 * time.Millisecond, rng: rand.New(rand.NewPCG(3, 4))}
+	p.buffer = 10 * p.rate * p.rtt.Seconds()
+	r := newRun(p)
+	r.until(3*time.Second, nil)
+	since := r.mark()
+	r.until(8*time.Second, nil)
+	got, rtt := r.rate(since)/mbit, r.meanRTT()
+	t.Logf("%.1f Mbit/s of 50, mean rtt %v against a path rtt of %v", got, rtt, p.rtt)
+	if got < 0.9*50 {
+		t.Errorf("delivered %.1f Mbit/s of 50 without loss", got)
+	}
+	if rtt > 2*p.rtt {
+		t.Errorf("mean round trip %v on a path of %v: BBR should queue at most about one BDP", rtt, p.rtt)
+	}
+}
+
+// When the bottleneck slows down to a fifth, the estimate must follow
+// within a few seconds (the bandwidth filter forgets after ten rounds),
+// and the window must bound the queue: BBRv1 paces at the estimate, so
+// what queued during the drop stays until ProbeRTT, but no more than
+// about one BDP of it (two BDPs in flight).
+func TestFollowsABandwidthDrop(t *testing.T) {
+	p := &path{rate: 100 * mbit, rtt: 10 * time.Millisecond, rng: rand.New(rand.NewPCG(5, 6))}
+	p.buffer = 5 * 100 * mbit * p.rtt.Seconds()
+	r := newRun(p)
+	r.until(2*time.Second, nil)
+	p.rate = 20 * mbit
+	r.until(5*time.Second, nil)
+	since := r.mark()
+	r.until(8*time.Second, nil)
+	got, rtt := r.rate(since)/mbit, r.meanRTT()
+	t.Logf("after the drop: %.1f Mbit/s of 20, mean rtt %v, estimate %.1f Mbit/s", got, rtt, r.s.bw.best()/mbit)
+	if got < 0.85*20 {
+		t.Errorf("delivered %.1f Mbit/s of 20 after the drop", got)
+	}
+	if rtt > 5*p.rtt/2 {
+		t.Errorf("mean round trip %v on a path of %v three seconds after the drop: more than the window allows queued", rtt, p.rtt)
+	}
+	if est := r.s.bw.best() / mbit; est > 1.3*20 {
+		t.Errorf("bandwidth estimate %.1f Mbit/s, three seconds after the path fell to 20", est)
+	}
+}
+
+// A sender that only trickles (an interactive session) must not teach BBR
+// that the path is slow: its samples are app-limited. When bulk data
+// follows, it must be back at full rate at once.
+func TestAppLimitedTrickleDoesNotLowerTheEstimate(t *testing.T) {
+	p := &path{rate: 100 * mbit, rtt: 10 * time.Millisecond, rng: rand.New(rand.NewPCG(7, 8))}
+	p.buffer = 2 * p.rate * p.rtt.Seconds()
+	r := newRun(p)
+	r.until(2*time.Second, nil)
+	before := r.s.bw.best()
+	// Three seconds (300 rounds) of one packet every 5 ms.
+	var last congestion.Time
+	r.app = func(now congestion.Time) bool { return now.Sub(last) >= 5*time.Millisecond }
+	r.sent = func(now congestion.Time) { last = now }
+	r.until(5*time.Second, nil)
+	during := r.s.bw.best()
+	r.app, r.sent = nil, nil
+	r.until(5*time.Second+100*time.Millisecond, nil)
+	since := r.mark()
+	r.until(5*time.Second+600*time.Millisecond, nil)
+	got := r.rate(since) / mbit
+	t.Logf("estimate %.1f Mbit/s after bulk, %.1f after the trickle; %.1f Mbit/s delivered 100 ms after bulk resumed", before/mbit, during/mbit, got)
+	if during < 0.8*before {
+		t.Errorf("a trickle of one packet per 5 ms lowered the estimate from %.1f to %.1f Mbit/s", before/mbit, during/mbit)
+	}
+	if got < 0.85*100 {
+		t.Errorf("%.1f Mbit/s of 100 in the half second after bulk resumed", got)
+	}
+}
+
+// When the path's round trip grows (a new route), the old minimum would
+// keep the window too small for the new bandwidth-delay product. After ten
+// seconds without seeing it again BBR probes (ProbeRTT) and learns the new
+// one.
+func TestLearnsALongerRoundTrip(t *testing.T) {
+	p := &path{rate: 50 * mbit, rtt: 10 * time.Millisecond, rng: rand.New(rand.NewPCG(9, 10))}
+	p.buffer = 2 * p.rate * 40 * time.Millisecond.Seconds()
+	r := newRun(p)
+	r.until(2*time.Second, nil)
+	p.rtt = 40 * time.Millisecond
+	r.until(14*time.Second, nil)
+	if !r.modes[probeRTT] {
+		t.Errorf("12 s after the round trip grew, BBR never went through ProbeRTT (modes %v)", r.modes)
+	}
+	if r.s.minRTT < p.rtt {
+		t.Errorf("min rtt %v, 12 s after the path's grew to %v", r.s.minRTT, p.rtt)
+	}
+	since := r.mark()
+	r.until(18*time.Second, nil)
+	got := r.rate(since) / mbit
+	t.Logf("%.1f Mbit/s of 50 after relearning a round trip of %v (min rtt %v)", got, p.rtt, r.s.minRTT)
+	if got < 0.85*50 {
+		t.Errorf("%.1f Mbit/s of 50 after the round trip grew to %v", got, p.rtt)
+	}
+}
+
+func TestSentPacketsLetsGoOfItsMemoryWhenIdle(t *testing.T) {
+	var q sentPackets
+	for pn := range congestion.PacketNumber(5000) {
+		q.push(sentPacket{pn: pn, sentTime: congestion.Time(pn)})
+	}
+	for pn := range congestion.PacketNumber(5000) {
+		if pn%7 == 3 {
+			continue // lost, reported below
+		}
+		if _, ok := q.remove(pn); !ok {
+			t.Fatalf("packet %d not found", pn)
+		}
+	}
+	if _, ok := q.remove(11); ok {
+		t.Fatal("packet 11 removed twice")
+	}
+	for pn := congestion.PacketNumber(3); pn < 5000; pn += 7 {
+		if _, ok := q.remove(pn); !ok {
+			t.Fatalf("lost packet %d not found", pn)
+		}
+	}
+	if q.len() != 0 || cap(q.pkts) > keepCap {
+		t.Errorf("after every packet left: %d held, capacity %d (want 0, at most %d)", q.len(), cap(q.pkts), keepCap)
+	}
+}
