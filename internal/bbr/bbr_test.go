@@ -48,7 +48,7 @@ type run struct {
 	inflight congestion.ByteCount
 	pn       congestion.PacketNumber
 
-	acks    []ack                   // in arrival order: the path is FIFO
+	acks    []ack                     // in arrival order: the path is FIFO
 	dropped []congestion.PacketNumber // not yet declared lost
 
 	ackedBytes congestion.ByteCount // since the last mark
