@@ -198,7 +198,7 @@ func (e *env) launchServer(dir string) (*exec.Cmd, string, int, error) {
 
 // quicportPath tunnels through the quicport server at server (the bench's
 // own unless the loss scenario's).
-func (e *env) quicportPath(name, server string, remote bool) *path {
+func (e *env) quicportPath(name, server string, remote bool, flags ...string) *path {
 	p := &path{name: name}
 	p.setup = func(dest string) (string, error) {
 		port := freePort()
@@ -207,7 +207,7 @@ func (e *env) quicportPath(name, server string, remote bool) *path {
 		if remote {
 			forward = []string{"-r", strconv.Itoa(port), "-l", dest}
 		}
-		cmd, err := e.quicportClient(server, forward)
+		cmd, err := e.quicportClient(server, append(forward, flags...))
 		if err != nil {
 			return "", err
 		}

@@ -92,7 +92,16 @@ type Sender struct {
 
 	probeRTTDone      congestion.Time // zero: not yet timed
 	probeRTTRoundDone bool
-	priorCwnd         congestion.ByteCount
+	priorCwnd         congestion.ByteCount // restored after ProbeRTT and loss recovery
+
+	// Loss recovery: BBR keeps its rate through a loss, but for the round
+	// trip after one it sends no more than is acked (packet conservation),
+	// so a queue that overflowed gets a round to drain.
+	largestSent          congestion.PacketNumber
+	inRecovery           bool
+	recoveryEnd          congestion.PacketNumber // recovery ends once a later packet is acked
+	conservation         bool
+	conservationEndRound uint64
 
 	pacer pacer
 }
@@ -129,12 +138,14 @@ type sample struct {
 func (s *Sender) OnPacketSent(now congestion.Time, bytesInFlight congestion.ByteCount, pn congestion.PacketNumber, size congestion.ByteCount, ackEliciting bool) {
 	full := s.pacer.full(now, s.pacingRate())
 	s.pacer.sent(now, size, s.pacingRate())
+	s.largestSent = max(s.largestSent, pn)
 	if !ackEliciting {
 		return
 	}
-	if bytesInFlight == 0 {
-		// Nothing in flight: the delivery clock restarts here, so the idle
-		// time before this packet is not read as a slow path.
+	if bytesInFlight <= size {
+		// Nothing was in flight (quic-go counts this packet already): the
+		// delivery clock restarts here, so the idle time before this
+		// packet is not read as a slow path.
 		s.firstSentTime = now
 		s.deliveredTime = now
 	}
@@ -171,7 +182,14 @@ func (s *Sender) OnPacketAcked(pn congestion.PacketNumber, acked congestion.Byte
 	inflight := priorInFlight - min(acked, priorInFlight)
 	s.updateModel(smp, inflight, now)
 	s.updateMode(inflight, now)
-	s.setCwnd(acked)
+	if s.inRecovery && pn > s.recoveryEnd {
+		s.inRecovery, s.conservation = false, false
+		s.cwnd = max(s.cwnd, s.priorCwnd)
+	}
+	if s.conservation && s.rounds >= s.conservationEndRound {
+		s.conservation = false
+	}
+	s.setCwnd(acked, inflight)
 }
 
 func (s *Sender) measure(p sentPacket, acked congestion.ByteCount, now congestion.Time) sample {
@@ -280,7 +298,7 @@ func (s *Sender) enterProbeRTT() {
 	s.mode = probeRTT
 	s.pacingGain = 1
 	s.cwndGain = 1
-	s.priorCwnd = s.cwnd
+	s.priorCwnd = s.saveCwnd()
 	s.probeRTTDone = 0
 	s.probeRTTRoundDone = false
 }
@@ -308,11 +326,27 @@ func (s *Sender) handleProbeRTT(inflight congestion.ByteCount, now congestion.Ti
 	}
 }
 
-// setCwnd grows the window toward cwndGain BDPs (plus three packets for
-// acks that arrive bunched), never below four packets.
-func (s *Sender) setCwnd(acked congestion.ByteCount) {
-	target := s.bdp(s.cwndGain) + 3*s.mss
+// setCwnd grows the window toward cwndGain BDPs plus one pacing burst,
+// never below four packets; in packet conservation it grows by what is
+// acked only.
+//
+// The burst is what Linux BBR calls its quantization budget, sized for
+// quic-go: its pacing timer fires no sooner than MinPacingDelay, so
+// packets leave in bursts of about two milliseconds' worth, and the window
+// must let one be in flight while earlier ones are still being acked.
+// Without it a path whose round trip is far below a millisecond (a LAN,
+// loopback, a data centre) gets a window of a few packets, while the
+// receiver's CPU, processing packets in batches, acks them a millisecond
+// later: the window, not the path, would set the rate (38 Mbit/s of
+// 1 Gbit/s in TestFillsAFastPathWithBatchedAcks). Linux budgets three of
+// its bursts, which are at most 64 KB; three of quic-go's two-millisecond
+// ones would queue up to 6 ms at such a receiver and overflow quic-go's
+// 256-packet receive queue.
+func (s *Sender) setCwnd(acked, inflight congestion.ByteCount) {
+	target := s.bdp(s.cwndGain) + s.quantum()
 	switch {
+	case s.conservation:
+		s.cwnd = max(s.cwnd, inflight+acked)
 	case s.filledPipe:
 		s.cwnd = min(s.cwnd+acked, target)
 	case s.cwnd < target || s.delivered < initialCwndPkts*s.mss:
@@ -336,6 +370,13 @@ func (s *Sender) bdp(gain float64) congestion.ByteCount {
 
 func (s *Sender) minCwnd() congestion.ByteCount { return minCwndPackets * s.mss }
 
+// quantum is what the pacer sends in one timer period at the current
+// rate, at least two packets.
+func (s *Sender) quantum() congestion.ByteCount {
+	d := congestion.MinPacingDelay + time.Millisecond
+	return max(congestion.ByteCount(s.pacingRate()*d.Seconds()), 2*s.mss)
+}
+
 // pacingRate is the rate packets leave at, bytes per second: the gain
 // times the bandwidth estimate; before one exists, the startup gain times
 // the initial window per millisecond (the QUIC handshake's own round trip
@@ -348,11 +389,39 @@ func (s *Sender) pacingRate() float64 {
 	return s.pacingGain * bw
 }
 
-// OnCongestionEvent forgets a lost packet. BBRv1 does not slow down for a
-// loss (lostBytes > 0) or an ECN mark (lostBytes 0): its model, not the
-// loss, sets the rate.
-func (s *Sender) OnCongestionEvent(pn congestion.PacketNumber, _, _ congestion.ByteCount) {
+// OnCongestionEvent handles a lost packet (lostBytes > 0; 0 is an ECN
+// mark, which BBRv1 ignores). The rate stays what the model says; the
+// window does not. On the first loss of a flight the window drops to what
+// is still in flight and, for one round trip, grows only by what is acked
+// (packet conservation); further losses in the flight take their bytes
+// off it; when a packet sent after the first loss is acked, the window
+// from before comes back. This is BBRv1's loss recovery as the draft and
+// Linux have it; without it, a sender whose estimate is a little above
+// what the receiver can take would keep its queue overflowing.
+func (s *Sender) OnCongestionEvent(pn congestion.PacketNumber, lostBytes, priorInFlight congestion.ByteCount) {
 	s.sent.remove(pn)
+	if lostBytes == 0 {
+		return
+	}
+	if !s.inRecovery {
+		s.inRecovery = true
+		s.recoveryEnd = s.largestSent
+		s.priorCwnd = s.saveCwnd()
+		s.cwnd = max(priorInFlight-min(lostBytes, priorInFlight), s.minCwnd())
+		s.conservation = true
+		s.conservationEndRound = s.rounds + 1
+		return
+	}
+	s.cwnd = max(s.cwnd-min(lostBytes, s.cwnd), s.minCwnd())
+}
+
+// saveCwnd is the window to come back to after recovery or ProbeRTT:
+// what it was, unless it is already cut for one of them.
+func (s *Sender) saveCwnd() congestion.ByteCount {
+	if !s.inRecovery && s.mode != probeRTT {
+		return s.cwnd
+	}
+	return max(s.priorCwnd, s.cwnd)
 }
 
 // OnRetransmissionTimeout: a probe timeout with retransmissions means the
@@ -401,8 +470,8 @@ func (s *Sender) OnSpuriousLoss(congestion.PacketNumber) {}
 // InSlowStart reports whether the sender is in BBR's startup.
 func (s *Sender) InSlowStart() bool { return s.mode == startup }
 
-// InRecovery is always false: BBRv1 has no loss recovery state here.
-func (s *Sender) InRecovery() bool { return false }
+// InRecovery reports whether the sender is in loss recovery.
+func (s *Sender) InRecovery() bool { return s.inRecovery }
 
 // GetCongestionWindow returns the window, in bytes.
 func (s *Sender) GetCongestionWindow() congestion.ByteCount { return s.cwnd }
