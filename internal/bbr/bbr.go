@@ -136,7 +136,7 @@ type sample struct {
 // OnPacketSent records an ack-eliciting packet for the delivery rate its
 // ack will measure.
 func (s *Sender) OnPacketSent(now congestion.Time, bytesInFlight congestion.ByteCount, pn congestion.PacketNumber, size congestion.ByteCount, ackEliciting bool) {
-	full := s.pacer.full(now, s.pacingRate())
+	idle := s.pacer.idle(now, s.pacingRate())
 	s.pacer.sent(now, size, s.pacingRate())
 	s.largestSent = max(s.largestSent, pn)
 	if !ackEliciting {
@@ -149,13 +149,15 @@ func (s *Sender) OnPacketSent(now congestion.Time, bytesInFlight congestion.Byte
 		s.firstSentTime = now
 		s.deliveredTime = now
 	}
-	// The sender was app-limited if it had a full burst of pacing credit
-	// saved up (it was not sending as fast as it may) without the window
-	// having stopped it: the application had nothing to send. Samples of
-	// packets sent until all that is in flight now is acked would measure
-	// the application, not the path. (quic-go does not say when the
-	// application has nothing to send; this is how it shows.)
-	if full && !s.cwndBlocked {
+	// The sender was app-limited if it sent nothing for a while without
+	// the window having stopped it: the application had nothing to send.
+	// Samples of packets sent until all that is in flight now is acked
+	// would measure the application, not the path. (quic-go does not say
+	// when the application has nothing to send; this is how it shows. A
+	// sender that cannot keep up with its pacing rate, short of CPU, sends
+	// without pauses, and is not app-limited: its rate is what the path
+	// gets.)
+	if idle && !s.cwndBlocked {
 		s.appLimitedTill = max(s.delivered+bytesInFlight, 1)
 	}
 	s.cwndBlocked = false
@@ -532,9 +534,15 @@ func (p *pacer) budget(now congestion.Time, rate float64) congestion.ByteCount {
 	return min(burst, p.budgetLeft+congestion.ByteCount(added))
 }
 
-// full reports whether a whole burst of credit is saved up.
-func (p *pacer) full(now congestion.Time, rate float64) bool {
-	return p.budget(now, rate) >= p.maxBurst(rate)
+// idle reports whether nothing was sent for longer than two timer periods
+// (the pacing timer can fire that late) and two packets' time at rate:
+// longer than pacing ever holds a packet back.
+func (p *pacer) idle(now congestion.Time, rate float64) bool {
+	if p.lastSent == 0 {
+		return true
+	}
+	pause := max(2*(congestion.MinPacingDelay+time.Millisecond), time.Duration(2*float64(p.mss)/rate*1e9))
+	return now.Sub(p.lastSent) > pause
 }
 
 func (p *pacer) sent(now congestion.Time, size congestion.ByteCount, rate float64) {

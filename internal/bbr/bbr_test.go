@@ -72,8 +72,8 @@ type run struct {
 	drops      int
 	ptoAt      congestion.Time // when the probe timeout fires; 0: not armed
 
-	app  func(now congestion.Time) bool // has the application data now? nil: always
-	sent func(now congestion.Time)      // told of each packet the application sent
+	app  func() congestion.Time    // when the application has data next; nil: always
+	sent func(now congestion.Time) // told of each packet the application sent
 }
 
 type ack struct {
@@ -113,7 +113,7 @@ func (r *run) until(d time.Duration, tick func(*run)) {
 			}
 			r.modes[r.s.mode] = true
 		}
-		hasData := r.app == nil || r.app(r.now)
+		hasData := r.app == nil || r.app() <= r.now
 		if hasData && r.s.CanSend(r.inflight) && r.s.HasPacingBudget(r.now) {
 			if r.sent != nil {
 				r.sent(r.now)
@@ -152,7 +152,7 @@ func (r *run) until(d time.Duration, tick func(*run)) {
 			next = min(next, r.ptoAt)
 		}
 		if !hasData {
-			next = min(next, r.now.Add(100*time.Microsecond))
+			next = min(next, r.app())
 		} else if r.s.CanSend(r.inflight) {
 			if t := r.s.TimeUntilSend(r.inflight); t > r.now {
 				next = min(next, t)
@@ -325,7 +325,7 @@ func TestAppLimitedTrickleDoesNotLowerTheEstimate(t *testing.T) {
 	before := r.s.bw.best()
 	// Three seconds (300 rounds) of one packet every 5 ms.
 	var last congestion.Time
-	r.app = func(now congestion.Time) bool { return now.Sub(last) >= 5*time.Millisecond }
+	r.app = func() congestion.Time { return last.Add(5 * time.Millisecond) }
 	r.sent = func(now congestion.Time) { last = now }
 	r.until(5*time.Second, nil)
 	during := r.s.bw.best()
@@ -340,6 +340,28 @@ func TestAppLimitedTrickleDoesNotLowerTheEstimate(t *testing.T) {
 	}
 	if got < 0.85*100 {
 		t.Errorf("%.1f Mbit/s of 100 in the half second after bulk resumed", got)
+	}
+}
+
+// A sender that cannot keep up with its pacing rate (short of CPU, as a
+// QUIC stack in user space often is) sends without pauses: that is not
+// app-limited, and startup must end when the rate stops growing instead
+// of pacing at 2.9 times the estimate for good.
+func TestLeavesStartupWhenTheSenderIsTheLimit(t *testing.T) {
+	p := &path{rate: 1000 * mbit, rtt: 20 * time.Millisecond, rng: rand.New(rand.NewPCG(17, 18))}
+	p.buffer = p.rate * p.rtt.Seconds()
+	r := newRun(p)
+	var next congestion.Time
+	gap := time.Duration(1200 / (300 * mbit) * 1e9) // the sender makes 300 Mbit/s
+	r.app = func() congestion.Time { return next }
+	r.sent = func(now congestion.Time) { next = now.Add(gap) }
+	r.until(3*time.Second, nil)
+	t.Logf("mode %v, estimate %.1f Mbit/s, pacing %.1f Mbit/s", r.s.mode, r.s.bw.best()/mbit, r.s.pacingRate()/mbit)
+	if r.s.mode == startup || r.s.pacingRate() > 1.5*300*mbit {
+		t.Errorf("3 s into a transfer whose sender makes 300 Mbit/s: mode %v, pacing at %.0f Mbit/s", r.s.mode, r.s.pacingRate()/mbit)
+	}
+	if est := r.s.bw.best(); est < 0.9*300*mbit {
+		t.Errorf("estimate %.0f Mbit/s of a sender that makes 300", est/mbit)
 	}
 }
 

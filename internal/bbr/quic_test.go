@@ -17,7 +17,8 @@ import (
 
 // A real quic-go connection on loopback with BBR on both ends moves 64 MiB
 // intact: BBR's pacing and window let quic-go send, and its acks keep it
-// going (a controller that stalled would time the test out).
+// going (a controller that stalled would time the test out). The
+// connection's statistics show BBR's window.
 func TestMovesDataOverQUIC(t *testing.T) {
 	const size = 64 << 20
 	qc := &quic.Config{Congestion: bbr.New, MaxIdleTimeout: 10 * time.Second}
@@ -68,5 +69,9 @@ func TestMovesDataOverQUIC(t *testing.T) {
 	if sum != sha256.Sum256(data) {
 		t.Fatal("the 64 MiB arrived changed")
 	}
-	t.Logf("64 MiB in %v (%.2f Gbit/s); min rtt %v, window %d", d, size*8/d.Seconds()/1e9, conn.ConnectionStats().MinRTT, conn.ConnectionStats().CongestionWindow)
+	stats := conn.ConnectionStats()
+	t.Logf("64 MiB in %v (%.2f Gbit/s); min rtt %v, window %d", d, size*8/d.Seconds()/1e9, stats.MinRTT, stats.CongestionWindow)
+	if stats.CongestionWindow < 4*1200 {
+		t.Errorf("ConnectionStats reports a window of %d bytes: the statistics do not follow BBR's", stats.CongestionWindow)
+	}
 }

@@ -1268,7 +1268,7 @@ func newCongestionController(
 	qlogger qlogwriter.Recorder,
 ) congestion.SendAlgorithmWithDebugInfos {
 	if newCongestion != nil {
-		return newCongestion(rttStats, initialMaxDatagramSize)
+		return congestion.WithStats(newCongestion(rttStats, initialMaxDatagramSize), connStats)
 	}
 	return congestion.NewCubicSender(
 		congestion.DefaultClock{},
