@@ -290,8 +290,8 @@ func TestKeepsTheQueueShortOnADeepBuffer(t *testing.T) {
 // within a few seconds (the bandwidth filter forgets after ten rounds),
 // and the window must bound the queue: BBRv1 paces at the estimate, so
 // what queued during the drop stays until ProbeRTT, but no more than the
-// window allows: two BDPs and three pacing bursts (2 ms each) in flight,
-// a round trip of at most 2 × 10 + 6 ms.
+// window allows: two BDPs and a pacing burst (2 ms) in flight, a round
+// trip of about 2 × 10 + 2 ms at most (the test allows 30).
 func TestFollowsABandwidthDrop(t *testing.T) {
 	p := &path{rate: 100 * mbit, rtt: 10 * time.Millisecond, rng: rand.New(rand.NewPCG(5, 6))}
 	p.buffer = 5 * 100 * mbit * p.rtt.Seconds()
