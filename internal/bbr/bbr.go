@@ -60,6 +60,7 @@ func (m mode) String() string {
 // connection's run loop only, so it takes no locks.
 type Sender struct {
 	mss congestion.ByteCount
+	rtt *congestion.RTTStats // quic-go's; nil in simulations
 
 	sent sentPackets // ack-eliciting packets in flight, for delivery rates
 
@@ -108,8 +109,10 @@ type Sender struct {
 
 // New makes the controller of one connection; its signature is quic-go's
 // congestion.Factory.
-func New(_ *congestion.RTTStats, initialMaxDatagramSize congestion.ByteCount) congestion.SendAlgorithm {
-	return newSender(initialMaxDatagramSize)
+func New(rtt *congestion.RTTStats, initialMaxDatagramSize congestion.ByteCount) congestion.SendAlgorithm {
+	s := newSender(initialMaxDatagramSize)
+	s.rtt = rtt
+	return s
 }
 
 func newSender(mss congestion.ByteCount) *Sender {
@@ -201,6 +204,12 @@ func (s *Sender) measure(p sentPacket, acked congestion.ByteCount, now congestio
 		s.appLimitedTill = 0
 	}
 	smp := sample{rtt: now.Sub(p.sentTime), appLimited: p.appLimited}
+	if s.rtt != nil && s.rtt.HasMeasurement() {
+		// quic-go's own sample of this ack: it knows the packet number
+		// spaces, which during the handshake reuse the numbers this
+		// Sender keys its packets by.
+		smp.rtt = s.rtt.LatestRTT()
+	}
 	if p.delivered >= s.nextRoundDelivered {
 		s.nextRoundDelivered = s.delivered
 		s.rounds++

@@ -391,6 +391,41 @@ func TestLearnsALongerRoundTrip(t *testing.T) {
 	}
 }
 
+// quic-go numbers each packet number space from 0: the handshake's
+// Initial and Handshake packets, then application data. An ack for
+// application packet 1 must never find the Initial packet 1.
+func TestSentPacketsKeepsSpacesApart(t *testing.T) {
+	var q sentPackets
+	for pn := range congestion.PacketNumber(3) {
+		q.push(sentPacket{pn: pn, sentTime: 100}) // Initial
+	}
+	for pn := range congestion.PacketNumber(5) {
+		q.push(sentPacket{pn: pn, sentTime: 200}) // application data
+	}
+	p, ok := q.remove(1)
+	if !ok || p.sentTime != 200 {
+		t.Errorf("ack for application packet 1 found %+v (ok %v), want the one sent at 200", p, ok)
+	}
+	if p, ok := q.remove(2); !ok || p.sentTime != 200 {
+		t.Errorf("ack for application packet 2 found %+v (ok %v), want the one sent at 200", p, ok)
+	}
+}
+
+// With quic-go's estimator at hand, the round trip BBR takes is quic-go's
+// sample for the ack (it tells packet number spaces apart), not its own
+// reading of a packet's send time.
+func TestTakesQuicGosRoundTripSample(t *testing.T) {
+	rtt := &congestion.RTTStats{}
+	rtt.UpdateRTT(20*time.Millisecond, 0)
+	s := New(rtt, 1200).(*Sender)
+	start := congestion.Time(time.Second)
+	s.OnPacketSent(start, 1200, 1, 1200, true)
+	s.OnPacketAcked(1, 1200, 1200, start.Add(5*time.Millisecond))
+	if s.minRTT != 20*time.Millisecond {
+		t.Errorf("min rtt %v, want quic-go's 20ms", s.minRTT)
+	}
+}
+
 func TestSentPacketsLetsGoOfItsMemoryWhenIdle(t *testing.T) {
 	var q sentPackets
 	for pn := range congestion.PacketNumber(5000) {

@@ -34,7 +34,18 @@ type sentPackets struct {
 // a window of about 300 KB).
 const keepCap = 256
 
-func (q *sentPackets) push(p sentPacket) { q.pkts = append(q.pkts, p) }
+// push records a packet. A number not above the last one's starts a new
+// packet number space (quic-go numbers the handshake's Initial and
+// Handshake packets from 0, then its application data from 0 again):
+// what is held is dropped, so that a lookup never finds another space's
+// packet of the same number. Those packets' acks then find nothing and
+// make no sample, which costs nothing after the first round trip.
+func (q *sentPackets) push(p sentPacket) {
+	if n := len(q.pkts); n > q.head && p.pn <= q.pkts[n-1].pn {
+		q.pkts, q.head = q.pkts[:0], 0
+	}
+	q.pkts = append(q.pkts, p)
+}
 
 func (q *sentPackets) len() int { return len(q.pkts) - q.head }
 
