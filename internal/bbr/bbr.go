@@ -40,6 +40,12 @@ const (
 	fullBwRounds     = 3    // …for this many rounds in a row
 	initialCwndPkts  = 32
 	maxCwndPackets   = 10000 // quic-go's limit for its own sender
+
+	// burstPeriod is how long quic-go's pacing timer may leave the
+	// sender waiting: it is armed for no less than MinPacingDelay and
+	// fires up to a millisecond late. Packets leave in bursts of this
+	// much time at the pacing rate.
+	burstPeriod = congestion.MinPacingDelay + time.Millisecond
 )
 
 // probeBWGains is the pacing gain of each phase of a ProbeBW cycle: one
@@ -127,7 +133,6 @@ func newSender(mss congestion.ByteCount) *Sender {
 		cwndGain:   startupGain,
 		cwnd:       initialCwndPkts * mss,
 	}
-	s.bw.window = bwWindowRounds
 	s.pacer.mss = mss
 	return s
 }
@@ -143,8 +148,9 @@ type sample struct {
 // OnPacketSent records an ack-eliciting packet for the delivery rate its
 // ack will measure.
 func (s *Sender) OnPacketSent(now congestion.Time, bytesInFlight congestion.ByteCount, pn congestion.PacketNumber, size congestion.ByteCount, ackEliciting bool) {
-	idle := s.pacer.idle(now, s.pacingRate())
-	s.pacer.sent(now, size, s.pacingRate())
+	rate := s.pacingRate()
+	idle := s.pacer.idle(now, rate)
+	s.pacer.sent(now, size, rate)
 	s.largestSent = max(s.largestSent, pn)
 	if !ackEliciting {
 		return
@@ -388,8 +394,7 @@ func (s *Sender) minCwnd() congestion.ByteCount { return minCwndPackets * s.mss 
 // quantum is what the pacer sends in one timer period at the current
 // rate, at least two packets.
 func (s *Sender) quantum() congestion.ByteCount {
-	d := congestion.MinPacingDelay + time.Millisecond
-	return max(congestion.ByteCount(s.pacingRate()*d.Seconds()), 2*s.mss)
+	return max(congestion.ByteCount(s.pacingRate()*burstPeriod.Seconds()), 2*s.mss)
 }
 
 // pacingRate is the rate packets leave at, bytes per second: the gain
@@ -491,11 +496,11 @@ func (s *Sender) InRecovery() bool { return s.inRecovery }
 // GetCongestionWindow returns the window, in bytes.
 func (s *Sender) GetCongestionWindow() congestion.ByteCount { return s.cwnd }
 
-// maxFilter is the highest value of the last window round trips: one slot
-// per round, so it forgets a round's maximum exactly window rounds later.
+// maxFilter is the highest value of the last bwWindowRounds round trips:
+// one slot per round, so it forgets a round's maximum exactly that many
+// rounds later.
 type maxFilter struct {
-	window int
-	slots  [bwWindowRounds]struct {
+	slots [bwWindowRounds]struct {
 		round uint64
 		value float64
 	}
@@ -514,7 +519,7 @@ func (f *maxFilter) update(round uint64, v float64) {
 func (f *maxFilter) best() float64 {
 	var best float64
 	for _, slot := range f.slots {
-		if slot.round+uint64(f.window) > f.last && slot.value > best {
+		if slot.round+uint64(len(f.slots)) > f.last && slot.value > best {
 			best = slot.value
 		}
 	}
@@ -531,8 +536,7 @@ type pacer struct {
 }
 
 func (p *pacer) maxBurst(rate float64) congestion.ByteCount {
-	d := congestion.MinPacingDelay + time.Millisecond // the timer fires this late at worst
-	return max(congestion.ByteCount(rate*d.Seconds()), 10*p.mss)
+	return max(congestion.ByteCount(rate*burstPeriod.Seconds()), 10*p.mss)
 }
 
 func (p *pacer) budget(now congestion.Time, rate float64) congestion.ByteCount {
@@ -554,12 +558,13 @@ func (p *pacer) idle(now congestion.Time, rate float64) bool {
 	if p.lastSent == 0 {
 		return true
 	}
-	pause := max(2*(congestion.MinPacingDelay+time.Millisecond), time.Duration(2*float64(p.mss)/rate*1e9))
+	pause := max(2*burstPeriod, time.Duration(2*float64(p.mss)/rate*1e9))
 	return now.Sub(p.lastSent) > pause
 }
 
 func (p *pacer) sent(now congestion.Time, size congestion.ByteCount, rate float64) {
-	p.budgetLeft = p.budget(now, rate) - min(size, p.budget(now, rate))
+	budget := p.budget(now, rate)
+	p.budgetLeft = budget - min(size, budget)
 	p.lastSent = now
 }
 
