@@ -187,6 +187,7 @@ type Conn struct {
 	notifyReceivedPacket chan struct{}
 	sendingScheduled     chan struct{}
 	receivedPackets      receivedPacketQueue
+	queueMaxWait         time.Duration // (quicport) the receivedPackets' maxWait: the min RTT
 
 	// closeChan is used to notify the run loop that it should terminate
 	closeChan chan struct{}
@@ -646,6 +647,10 @@ runLoop:
 		if err != nil {
 			c.setCloseError(&closeError{err: err})
 			break runLoop
+		}
+		if minRTT := c.rttStats.MinRTT(); minRTT != c.queueMaxWait {
+			c.queueMaxWait = minRTT
+			c.receivedPackets.SetMaxWait(minRTT)
 		}
 
 		// We don't need to wait for new events if:

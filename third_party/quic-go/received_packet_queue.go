@@ -2,6 +2,7 @@ package quic
 
 import (
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go/internal/protocol"
 	"github.com/quic-go/quic-go/internal/utils/ringbuffer"
@@ -23,6 +24,14 @@ type receivedPacketQueue struct {
 	active *pathReceiver
 	main   ringbuffer.RingBuffer[receivedPacket]
 	side   ringbuffer.RingBuffer[sidePacket] // only allocated once a packet is received on a different Transport
+
+	// (quicport) Beyond MaxConnUnprocessedPackets, the main queue takes a
+	// packet while its oldest packet has waited less than maxWait (the
+	// connection's minimum RTT), up to MaxConnQueuedPackets: a queue of one
+	// RTT, the buffer a loss-based sender needs to keep a path full when
+	// this connection's run loop, not the network, is the bottleneck.
+	maxWait time.Duration
+	grown   bool // the main queue went beyond MaxConnUnprocessedPackets
 }
 
 // Init initializes the queue.
@@ -39,8 +48,11 @@ func (q *receivedPacketQueue) Push(p receivedPacket, source *pathReceiver) bool 
 	defer q.mx.Unlock()
 
 	if source == q.active {
-		if q.main.Len() >= protocol.MaxConnUnprocessedPackets {
-			return false
+		if n := q.main.Len(); n >= protocol.MaxConnUnprocessedPackets {
+			if n >= protocol.MaxConnQueuedPackets || p.rcvTime.Sub(q.main.PeekFront().rcvTime) >= q.maxWait {
+				return false
+			}
+			q.grown = true
 		}
 		q.main.PushBack(p)
 		return true
@@ -73,9 +85,24 @@ func (q *receivedPacketQueue) Pop() (_ receivedPacket, path pathID, ok bool) {
 		return p.receivedPacket, p.source.id, true
 	}
 	if !q.main.Empty() {
-		return q.main.PopFront(), activePathID, true
+		p := q.main.PopFront()
+		if q.grown && q.main.Empty() {
+			// let go of the storage a deep queue needed
+			q.main.Init(8)
+			q.grown = false
+		}
+		return p, activePathID, true
 	}
 	return receivedPacket{}, activePathID, false
+}
+
+// SetMaxWait (quicport) sets how long the oldest queued packet may have
+// waited for the main queue to grow beyond MaxConnUnprocessedPackets.
+func (q *receivedPacketQueue) SetMaxWait(d time.Duration) {
+	q.mx.Lock()
+	defer q.mx.Unlock()
+
+	q.maxWait = d
 }
 
 func (q *receivedPacketQueue) Empty() bool {

@@ -42,6 +42,11 @@ const MaxServerUnprocessedPackets = 1024
 // MaxConnUnprocessedPackets is the max number of packets stored in each connection that are not yet processed.
 const MaxConnUnprocessedPackets = 256
 
+// MaxConnQueuedPackets (quicport) is how far a connection's queue of
+// unprocessed packets may grow beyond MaxConnUnprocessedPackets while the
+// oldest packet in it has waited less than the connection's minimum RTT.
+const MaxConnQueuedPackets = 4096
+
 // MaxAcceptQueueSize is the maximum number of connections that the server queues for accepting.
 // If the queue is full, new connection attempts will be rejected.
 const MaxAcceptQueueSize = 32

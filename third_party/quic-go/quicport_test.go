@@ -1,0 +1,161 @@
+package quic
+
+// quicport's tests of its patch to quic-go (third_party/quic-go.patch).
+// .ci/run runs them: go test -race . in third_party/quic-go.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/internal/monotime"
+	"github.com/quic-go/quic-go/internal/protocol"
+)
+
+// fill pushes packets received at start, start+step, … until one is
+// refused, and returns how many were taken and when the refused one came.
+func fill(q *receivedPacketQueue, r *pathReceiver, start monotime.Time, step time.Duration) (int, time.Duration) {
+	for i := 0; ; i++ {
+		at := time.Duration(i) * step
+		if !q.Push(receivedPacket{rcvTime: start.Add(at)}, r) {
+			return i, at
+		}
+		if i > 2*protocol.MaxConnQueuedPackets {
+			return i, at
+		}
+	}
+}
+
+func TestQueueWithoutAnRTTIsUpstreams(t *testing.T) {
+	var q receivedPacketQueue
+	r := &pathReceiver{}
+	q.Init(r)
+	if n, _ := fill(&q, r, monotime.Now(), time.Microsecond); n != protocol.MaxConnUnprocessedPackets {
+		t.Fatalf("with no RTT yet the queue took %d packets, want upstream's %d", n, protocol.MaxConnUnprocessedPackets)
+	}
+}
+
+func TestQueueHoldsOneRoundTrip(t *testing.T) {
+	var q receivedPacketQueue
+	r := &pathReceiver{}
+	q.Init(r)
+	q.SetMaxWait(20 * time.Millisecond)
+	// 1,000 packets arriving 10 µs apart span 10 ms: all are taken.
+	start := monotime.Now()
+	for i := range 1000 {
+		if !q.Push(receivedPacket{rcvTime: start.Add(time.Duration(i) * 10 * time.Microsecond)}, r) {
+			t.Fatalf("packet %d of 1000, 10 µs apart, was refused with a 20 ms round trip", i)
+		}
+	}
+	// One that comes when the oldest has waited 20 ms is refused…
+	if q.Push(receivedPacket{rcvTime: start.Add(20 * time.Millisecond)}, r) {
+		t.Fatal("a packet was taken when the oldest had waited a whole round trip")
+	}
+	// …and taken again once the run loop has caught up on the oldest.
+	for range 500 {
+		q.Pop()
+	}
+	if !q.Push(receivedPacket{rcvTime: start.Add(20 * time.Millisecond)}, r) {
+		t.Fatal("a packet was refused when the oldest had waited 15 ms of a 20 ms round trip")
+	}
+}
+
+func TestQueueIsCapped(t *testing.T) {
+	var q receivedPacketQueue
+	r := &pathReceiver{}
+	q.Init(r)
+	q.SetMaxWait(time.Hour) // a peer that makes its round trip look long
+	if n, _ := fill(&q, r, monotime.Now(), time.Nanosecond); n != protocol.MaxConnQueuedPackets {
+		t.Fatalf("the queue took %d packets, want at most %d", n, protocol.MaxConnQueuedPackets)
+	}
+}
+
+func TestQueueLetsGoOfItsStorage(t *testing.T) {
+	var q receivedPacketQueue
+	r := &pathReceiver{}
+	q.Init(r)
+	q.SetMaxWait(time.Second)
+	start := monotime.Now()
+	fill(&q, r, start, time.Microsecond)
+	for !q.Empty() {
+		q.Pop()
+	}
+	if q.grown {
+		t.Fatal("the queue emptied and kept the storage of 4,096 packets")
+	}
+	// Back to upstream's queue until it has to grow again.
+	if !q.Push(receivedPacket{rcvTime: start.Add(time.Second)}, r) {
+		t.Fatal("an emptied queue refused a packet")
+	}
+}
+
+// A real connection gives its queue its min RTT once it has one.
+func TestConnectionGivesItsQueueTheMinRTT(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := ListenAddr("127.0.0.1:0", serverTLS(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"test"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A round trip of data each way, so both ends have RTT samples.
+	go func() {
+		s, err := server.AcceptStream(ctx)
+		if err == nil {
+			io.Copy(s, s)
+			s.Close()
+		}
+	}()
+	s, err := client.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write(make([]byte, 100_000))
+	s.Close()
+	if _, err := io.Copy(io.Discard, s); err != nil {
+		t.Fatal(err)
+	}
+	client.CloseWithError(0, "")
+	server.CloseWithError(0, "")
+	for _, c := range []*Conn{client, server} {
+		<-c.Context().Done()
+		c.receivedPackets.mx.Lock()
+		got := c.receivedPackets.maxWait
+		c.receivedPackets.mx.Unlock()
+		// The queue hears of a new minimum when the run loop next turns,
+		// so the last ack before the close may have lowered it since.
+		if minRTT := c.rttStats.MinRTT(); minRTT == 0 || got < minRTT || got > time.Second {
+			t.Errorf("the queue's wait is %v, the connection's min RTT %v", got, minRTT)
+		}
+	}
+}
+
+func serverTLS(t *testing.T) *tls.Config {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}},
+		NextProtos:   []string{"test"},
+	}
+}
