@@ -401,12 +401,29 @@ func (s *Sender) quantum() congestion.ByteCount {
 // times the bandwidth estimate; before one exists, the startup gain times
 // the initial window per millisecond (the QUIC handshake's own round trip
 // is no guide on a path it has not measured yet).
+//
+// It is never below the initial window per round trip (per millisecond at
+// least), what a new connection may send. The end of a tunnel that mostly
+// receives sends little of its own: acknowledgements, which no controller
+// holds back, and flow-control updates (MAX_DATA, MAX_STREAM_DATA), which
+// are congestion-controlled. Its estimate is the rate of those — about a
+// packet per round trip — and nothing marks them app-limited, since they
+// come without long pauses. Paced at that rate, the updates fell behind,
+// and the other end, out of flow-control credit, stalled: BBR on both ends
+// moved 0.2 Gbit/s across the bench's 20 ms link and 0.95 with this floor
+// (docs/BENCHMARKS.md, "BBR").
 func (s *Sender) pacingRate() float64 {
 	bw := s.bw.best()
 	if bw == 0 {
 		return startupGain * float64(initialCwndPkts*s.mss) / 0.001
 	}
-	return s.pacingGain * bw
+	return max(s.pacingGain*bw, s.floorRate())
+}
+
+// floorRate is the initial window per minimum round trip, or per
+// millisecond on a faster path.
+func (s *Sender) floorRate() float64 {
+	return float64(initialCwndPkts*s.mss) / max(s.minRTT, time.Millisecond).Seconds()
 }
 
 // OnCongestionEvent handles a lost packet (lostBytes > 0; 0 is an ECN

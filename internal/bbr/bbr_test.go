@@ -343,6 +343,48 @@ func TestAppLimitedTrickleDoesNotLowerTheEstimate(t *testing.T) {
 	}
 }
 
+// The end of a tunnel that mostly receives sends a packet every few
+// milliseconds (flow-control updates), too often to look app-limited, and
+// learns an estimate of that. It must still pace at no less than the
+// initial window per round trip: across the bench's 20 ms link, a receiver
+// paced at such an estimate held back its updates and the transfer
+// stalled (docs/BENCHMARKS.md, "BBR"). In this simulation the estimate
+// also catches up once more is offered, which the second check keeps so.
+func TestPacesAtLeastTheInitialWindowAfterATrickle(t *testing.T) {
+	p := &path{rate: 1000 * mbit, rtt: 20 * time.Millisecond, rng: rand.New(rand.NewPCG(19, 20))}
+	p.buffer = p.rate * p.rtt.Seconds()
+	r := newRun(p)
+	// Three seconds of one packet every 3.5 ms (2.7 Mbit/s).
+	var last congestion.Time
+	r.app = func() congestion.Time { return last.Add(3500 * time.Microsecond) }
+	r.sent = func(now congestion.Time) { last = now }
+	r.until(3*time.Second, nil)
+	trickle := r.s.bw.best()
+	// The trickle is not app-limited (no pause of two pacing bursts), so
+	// BBR is out of startup with an estimate of the trickle; it must still
+	// pace at no less than the initial window per round trip.
+	floor := float64(initialCwndPkts*r.mss) / r.s.minRTT.Seconds()
+	if r.s.mode != probeBW || r.s.pacingRate() < floor {
+		t.Errorf("after a trickle of 2.7 Mbit/s: mode %v, pacing at %.1f Mbit/s, want probe_bw and at least the initial window per round trip, %.1f Mbit/s", r.s.mode, r.s.pacingRate()/mbit, floor/mbit)
+	}
+	// Then four packets every 5 ms (7.7 Mbit/s) for half a second.
+	start, sent := r.now, 0
+	offered := func(now congestion.Time) int { return 4 * (int(now.Sub(start)/(5*time.Millisecond)) + 1) }
+	r.app = func() congestion.Time {
+		if sent < offered(r.now) {
+			return r.now
+		}
+		return start.Add(time.Duration(offered(r.now)/4) * 5 * time.Millisecond)
+	}
+	r.sent = func(congestion.Time) { sent++ }
+	r.until(3500*time.Millisecond, nil)
+	want := offered(r.now)
+	t.Logf("estimate %.2f Mbit/s after the trickle; %d of %d packets sent in 500 ms; pacing %.1f Mbit/s", trickle/mbit, sent, want, r.s.pacingRate()/mbit)
+	if sent < want*9/10 {
+		t.Errorf("%d of %d packets offered at 7.7 Mbit/s sent in half a second, after a trickle taught an estimate of %.2f Mbit/s", sent, want, trickle/mbit)
+	}
+}
+
 // A sender that cannot keep up with its pacing rate (short of CPU, as a
 // QUIC stack in user space often is) sends without pauses: that is not
 // app-limited, and startup must end when the rate stops growing instead
