@@ -13,11 +13,9 @@
 //
 // The price: BBRv1 does not back off on loss (beyond a round trip of packet
 // conservation), so beside loss-based flows on a bottleneck with a shallow
-// buffer it takes more than its share; and where the receiver is short of
-// CPU and acks in batches, its estimate keeps the peaks of noisy samples,
-// it overflows the receiver's queue and moves less than NewReno
-// (docs/BENCHMARKS.md, "BBR"). That is why it is an option
-// (--congestion bbr) and quic-go's NewReno the default.
+// buffer it takes more than its share. That is why it is an option
+// (--congestion bbr) and quic-go's NewReno the default. Where nothing is
+// lost at random the two move about the same (docs/BENCHMARKS.md, "BBR").
 package bbr
 
 import (
