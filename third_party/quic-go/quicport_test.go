@@ -19,15 +19,11 @@ import (
 )
 
 // fill pushes packets received at start, start+step, … until one is
-// refused, and returns how many were taken and when the refused one came.
-func fill(q *receivedPacketQueue, r *pathReceiver, start monotime.Time, step time.Duration) (int, time.Duration) {
+// refused (or twice the cap is taken), and returns how many were taken.
+func fill(q *receivedPacketQueue, r *pathReceiver, start monotime.Time, step time.Duration) int {
 	for i := 0; ; i++ {
-		at := time.Duration(i) * step
-		if !q.Push(receivedPacket{rcvTime: start.Add(at)}, r) {
-			return i, at
-		}
-		if i > 2*protocol.MaxConnQueuedPackets {
-			return i, at
+		if i > 2*protocol.MaxConnQueuedPackets || !q.Push(receivedPacket{rcvTime: start.Add(time.Duration(i) * step)}, r) {
+			return i
 		}
 	}
 }
@@ -36,7 +32,7 @@ func TestQueueWithoutAnRTTIsUpstreams(t *testing.T) {
 	var q receivedPacketQueue
 	r := &pathReceiver{}
 	q.Init(r)
-	if n, _ := fill(&q, r, monotime.Now(), time.Microsecond); n != protocol.MaxConnUnprocessedPackets {
+	if n := fill(&q, r, monotime.Now(), time.Microsecond); n != protocol.MaxConnUnprocessedPackets {
 		t.Fatalf("with no RTT yet the queue took %d packets, want upstream's %d", n, protocol.MaxConnUnprocessedPackets)
 	}
 }
@@ -71,7 +67,7 @@ func TestQueueIsCapped(t *testing.T) {
 	r := &pathReceiver{}
 	q.Init(r)
 	q.SetMaxWait(time.Hour) // a peer that makes its round trip look long
-	if n, _ := fill(&q, r, monotime.Now(), time.Nanosecond); n != protocol.MaxConnQueuedPackets {
+	if n := fill(&q, r, monotime.Now(), time.Nanosecond); n != protocol.MaxConnQueuedPackets {
 		t.Fatalf("the queue took %d packets, want at most %d", n, protocol.MaxConnQueuedPackets)
 	}
 }
