@@ -36,7 +36,8 @@ const (
 type farHost struct {
 	ns   string
 	link string // this namespace's end of the link
-	// farDev is the far end of the WAN scenario's wire (its TUN device).
+	// farDev is the far end of the link: the veth pair's other end, or
+	// the wire's TUN device.
 	farDev string
 	table  string // the loss scenario's nftables table
 	// nearIP is the link's address here, farIP the far host's.
@@ -50,6 +51,7 @@ func newFarHost() (*farHost, error) {
 	f := &farHost{ns: fmt.Sprintf("quicport-bench-%d", pid), link: fmt.Sprintf("qpb%d", pid), table: fmt.Sprintf("quicport_bench_%d", pid),
 		nearIP: nearIP, farIP: farIP}
 	peer := f.link + "f"
+	f.farDev = peer
 	steps := [][]string{
 		{"ip", "netns", "add", f.ns},
 		{"ip", "link", "add", f.link, "gso_max_segs", "1", "type", "veth", "peer", "name", peer, "gso_max_segs", "1", "netns", f.ns},
@@ -109,7 +111,7 @@ func (f *farHost) setLoss(percent float64) error {
 		script string
 	}{
 		{[]string{"nft", "-f", "-"}, table(f.link)},
-		{append(f.prefix(), "nft", "-f", "-"), table(f.link + "f")},
+		{append(f.prefix(), "nft", "-f", "-"), table(f.farDev)},
 	} {
 		cmd := exec.Command(side.argv[0], side.argv[1:]...)
 		cmd.Stdin = strings.NewReader(side.script)

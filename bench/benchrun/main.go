@@ -31,16 +31,20 @@ type options struct {
 	sessions int
 	loss     float64
 	wanDelay time.Duration
-	udpRates []string
-	singBox  string
-	out      string
-	only     map[string]bool
+	// fairRate is the fairness scenario's bottleneck (a tc rate, such
+	// as 300mbit); fairBuffers the queue limits it runs with.
+	fairRate    string
+	fairBuffers []string
+	udpRates    []string
+	singBox     string
+	out         string
+	only        map[string]bool
 }
 
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "smallest configuration (seconds): proves the harness works, measures nothing useful")
-	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,loss,wan,slow,udp,scale (default all)")
+	only := flag.String("only", "", "comma-separated scenarios: bulk,latency,setup,loss,wan,fairness,slow,udp,scale (default all)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per measurement; the table shows medians")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each throughput run")
 	flag.IntVar(&o.pings, "pings", 2000, "ping-pongs per latency run")
@@ -49,6 +53,8 @@ func main() {
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
 	flag.Float64Var(&o.loss, "loss", 1, "percent of packets the loss scenario's link drops in each direction (needs root, ip and nft)")
 	flag.DurationVar(&o.wanDelay, "wan-delay", wanDelayDefault, "one-way delay of the WAN scenario's link (needs root, ip and /dev/net/tun)")
+	flag.StringVar(&o.fairRate, "fair-rate", "300mbit", "the fairness scenario's bottleneck rate (tc tbf; needs root, ip and tc)")
+	fairBuffers := flag.String("fair-buffers", "100kb,1mb", "comma-separated queue limits of the fairness scenario's bottleneck, one table row per path and limit")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
 	serveEcho := flag.String("serve-echo", "", "internal: run a TCP echo server on this address (a child process for the scale scenario, with its own fd limit)")
 	flag.StringVar(&o.singBox, "sing-box", "", "sing-box binary for the other QUIC tunnel's rows (default: build "+singBoxModule+" once into the user cache; \"none\" leaves the rows out)")
@@ -76,12 +82,14 @@ func main() {
 	if *smoke {
 		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions = 1, time.Second, 50, 20, 200, 10
 		*rates = "50M"
+		*fairBuffers, _, _ = strings.Cut(*fairBuffers, ",")
 	}
 	if o.wanDelay < 0 {
 		fmt.Fprintln(os.Stderr, "benchrun: -wan-delay must not be negative (it is the one-way delay, for example 10ms)")
 		os.Exit(2)
 	}
 	o.udpRates = strings.Split(*rates, ",")
+	o.fairBuffers = strings.Split(*fairBuffers, ",")
 	if *only != "" {
 		o.only = map[string]bool{}
 		for _, s := range strings.Split(*only, ",") {
@@ -170,6 +178,13 @@ func run(o options) error {
 	}
 	if o.want("wan") {
 		t, err := env.wanTable(o)
+		if err != nil {
+			return err
+		}
+		md.add(t)
+	}
+	if o.want("fairness") {
+		t, err := env.fairnessTable(o)
 		if err != nil {
 			return err
 		}
