@@ -17,7 +17,7 @@ import (
 const farIperfRival = 5202
 
 // fairnessTable measures how each path shares a bottleneck with one direct
-// TCP flow (the kernel's default controller, CUBIC): both run at once
+// TCP flow with CUBIC (Linux's default controller): both run at once
 // through a token bucket (tc tbf) of o.fairRate at the far end of the
 // link, once with each buffer in o.fairBuffers, across the loss scenario's
 // veth pair (no round trip to speak of) and across the WAN scenario's wire
@@ -37,7 +37,7 @@ func (e *env) fairnessTable(o options) (string, error) {
 		{"veth", "veth pair, no delay", newFarHost},
 		{"wan", fmt.Sprintf("the WAN scenario's wire, %v each way", o.wanDelay), func() (*farHost, error) { return newWANHost(o.wanDelay) }},
 	} {
-		fmt.Fprintf(&b, "### Sharing a %s bottleneck with one direct TCP flow (%s; iperf3 1 conn up beside iperf3 1 conn up, %v, Mbit/s)\n\n", o.fairRate, link.about, d)
+		fmt.Fprintf(&b, "### Sharing a %s bottleneck with one direct TCP flow, CUBIC (%s; iperf3 1 conn up beside iperf3 1 conn up, %v, Mbit/s)\n\n", o.fairRate, link.about, d)
 		var table string
 		skip, err := e.withFarHost(farScenario{
 			name: "fairness", tools: []string{"ip", "tc"}, install: "iproute2",
@@ -90,6 +90,9 @@ func fairnessRows(o options, far *farHost, paths []*path, d time.Duration) (stri
 			return "", err
 		}
 		for _, p := range paths {
+			if p.name == "raw quic-go" {
+				continue // quic-go's NewReno, as the quicport LPF row
+			}
 			what := fmt.Sprintf("%s beside TCP, %s buffer", p.name, buffer)
 			// The run with the median share, so that a row's two rates
 			// come from one run.
@@ -118,12 +121,16 @@ func fairnessRows(o options, far *farHost, paths []*path, d time.Duration) (stri
 }
 
 // sideBySide runs iperf3 through entry and directly to rival at the same
-// time, and returns both received bit rates.
+// time, and returns both received bit rates. Both iperf3 clients' TCP is
+// CUBIC, Linux's default, whatever this machine's default is (bbr on some):
+// for the direct flows that is the controller under test; through a
+// tunnel it only carries the bytes to the tunnel's entrance. (ssh -L's TCP
+// connection is ssh's own and runs this machine's default.)
 func sideBySide(entry, rival string, d time.Duration) (path, direct float64, err error) {
 	var wg sync.WaitGroup
 	var pathErr error
-	wg.Go(func() { path, pathErr = iperf3(entry, d) })
-	direct, err = iperf3(rival, d)
+	wg.Go(func() { path, pathErr = iperf3(entry, d, "-C", "cubic") })
+	direct, err = iperf3(rival, d, "-C", "cubic")
 	wg.Wait()
 	if pathErr != nil {
 		return 0, 0, pathErr
