@@ -27,7 +27,7 @@ const (
 	nearIP, farIP       = "198.18.213.1", "198.18.213.2"
 	wanNearIP, wanFarIP = "198.18.214.1", "198.18.214.2"
 
-	farEcho, farIperf, farQuicport, farQuicportBBR, farQuicportCubic, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 4434, 4435, 2222, 4440, 4450
+	farEcho, farIperf, farQuicport, farQuicportBBR, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 4434, 2222, 4440, 4450
 )
 
 // farHost is the server side of the loss and WAN scenarios: its
@@ -286,11 +286,6 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 	if err := far.start(quicportEnvIn(farDir+"-bbr"), e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", qpServerBBR, "--psk-file", e.psk, "--congestion", "bbr"); err != nil {
 		return nil, err
 	}
-	// And with CUBIC (--congestion cubic).
-	qpServerCubic := net.JoinHostPort(far.farIP, strconv.Itoa(farQuicportCubic))
-	if err := far.start(quicportEnvIn(farDir+"-cubic"), e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", qpServerCubic, "--psk-file", e.psk, "--congestion", "cubic"); err != nil {
-		return nil, err
-	}
 	sshd, err := e.runSSHD(far.prefix(), far.farIP, farSSH)
 	if sshd != nil {
 		far.procs = append(far.procs, sshd)
@@ -307,7 +302,6 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 		direct(),
 		e.quicportPath("quicport LPF", qpServer, false),
 		e.quicportPath("quicport LPF, bbr", qpServerBBR, false, "--congestion", "bbr"),
-		e.quicportPath("quicport LPF, cubic", qpServerCubic, false, "--congestion", "cubic"),
 		e.ssh("ssh -L", "-L", "", far.farIP, farSSH),
 		e.rawQUIC(far.prefix(), far.farIP, farRawQUIC),
 	}

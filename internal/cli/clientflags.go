@@ -55,7 +55,7 @@ func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration, cc *tunnel
 	fs.Var(seconds{keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
 	fs.Var(seconds{idle}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
 	*cc = tunnel.NewReno
-	fs.Var(cc, "congestion", "congestion control for what this side sends: newreno, cubic (takes its share beside TCP traffic on a long, fast path, where newreno gets a sliver) or bbr (keeps its rate across a path that drops packets at random, but can crowd out TCP flows at a bottleneck with a small buffer)")
+	fs.Var(cc, "congestion", "congestion control for what this side sends: newreno (backs off at every lost packet) or bbr (keeps its rate across a long or lossy path, but can crowd out TCP flows at a bottleneck with a small buffer)")
 }
 
 // clientConfig validates the shared flags (and their QUICPORT_ variables)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/congestion"
 
 	"github.com/quicport/quicport/internal/bbr"
 )
@@ -18,18 +17,13 @@ type Congestion string
 // The congestion controllers quicport offers.
 const (
 	// NewReno is quic-go's own controller (RFC 9002): it takes 0.7 of
-	// its window at each loss and grows it back by one packet per round
+	// its window at each loss and grows it back by a packet per round
 	// trip. The default.
 	NewReno Congestion = "newreno"
-	// Cubic is quic-go's CUBIC (RFC 9438), the controller of Linux TCP:
-	// the same cut at a loss, but it grows back in seconds where NewReno
-	// takes minutes on a long, fast path, so beside TCP flows it takes
-	// its share instead of a sliver of it.
-	Cubic Congestion = "cubic"
 	// BBR (version 1, package bbr) paces at the bandwidth it measures and
 	// does not slow down for loss: several times NewReno's throughput
-	// across a path that drops packets at random, but more than its fair
-	// share beside loss-based flows on a shallow-buffered bottleneck.
+	// across a path that drops packets at random, but it can crowd out
+	// loss-based flows (TCP's CUBIC) at a bottleneck with a small buffer.
 	BBR Congestion = "bbr"
 )
 
@@ -44,24 +38,21 @@ func (c Congestion) String() string {
 // Set parses a name, for the flag.
 func (c *Congestion) Set(s string) error {
 	switch Congestion(s) {
-	case NewReno, Cubic, BBR:
+	case NewReno, BBR:
 		*c = Congestion(s)
 		return nil
 	}
-	return fmt.Errorf("%q is not a congestion controller: use newreno (the default), cubic or bbr", s)
+	return fmt.Errorf("%q is not a congestion controller: use newreno (the default) or bbr", s)
 }
 
 // Type names the flag's value in --help.
-func (*Congestion) Type() string { return "newreno|cubic|bbr" }
+func (*Congestion) Type() string { return "newreno|bbr" }
 
 // Apply makes qc's connections use the controller.
 func (c Congestion) Apply(qc *quic.Config) {
-	switch c {
-	case BBR:
+	if c == BBR {
 		qc.Congestion = bbr.New
-	case Cubic:
-		qc.Congestion = congestion.NewCubic
-	default:
+	} else {
 		qc.Congestion = nil
 	}
 }

@@ -35,24 +35,6 @@ type (
 	Factory = congestion.Factory
 )
 
-// NewCubic makes quic-go's own sender with CUBIC (RFC 9438) where quic-go
-// uses NewReno: after a loss the window shrinks to 0.7 of itself, not a
-// half, and grows back as a cubic function of the time since, which
-// refills a long, fast path in a few seconds where NewReno's one packet
-// per round trip takes minutes. Linux TCP's default controller is CUBIC
-// too, so a connection with it shares a bottleneck with TCP flows as an
-// equal. Its signature is a Factory's.
-func NewCubic(rtt *RTTStats, initialMaxDatagramSize ByteCount) SendAlgorithm {
-	return newCubic(congestion.DefaultClock{}, rtt, initialMaxDatagramSize, false)
-}
-
-// newCubic makes quic-go's sender, CUBIC or NewReno, on clock.
-func newCubic(clock congestion.Clock, rtt *RTTStats, initialMaxDatagramSize ByteCount, reno bool) SendAlgorithm {
-	// The sender's own statistics stay private: the connection's come from
-	// the wrapper every Config.Congestion controller gets.
-	return congestion.NewCubicSender(clock, rtt, &utils.ConnectionStats{}, initialMaxDatagramSize, reno, nil)
-}
-
 // Now reads the clock quic-go passes to the controller.
 func Now() Time { return monotime.Now() }
 

@@ -7,9 +7,9 @@ import (
 )
 
 // WithStats wraps an application's controller (Config.Congestion) so that
-// the connection's statistics (ConnectionStats().CongestionWindow,
-// PacketsLost, BytesLost) follow its window and losses, as quic-go's own
-// sender keeps them. Added by quicport (QUICPORT.md).
+// the connection's statistics (ConnectionStats().CongestionWindow) follow
+// its window, as quic-go's own sender keeps them. Added by quicport
+// (QUICPORT.md).
 func WithStats(c SendAlgorithmWithDebugInfos, stats *utils.ConnectionStats) SendAlgorithmWithDebugInfos {
 	w := &statsReporting{SendAlgorithmWithDebugInfos: c, stats: stats}
 	w.report()
@@ -32,10 +32,6 @@ func (w *statsReporting) OnPacketAcked(pn protocol.PacketNumber, acked, priorInF
 
 func (w *statsReporting) OnCongestionEvent(pn protocol.PacketNumber, lost, priorInFlight protocol.ByteCount) {
 	w.SendAlgorithmWithDebugInfos.OnCongestionEvent(pn, lost, priorInFlight)
-	if lost > 0 { // 0: an ECN mark
-		w.stats.PacketsLost.Add(1)
-		w.stats.BytesLost.Add(uint64(lost))
-	}
 	w.report()
 }
 
