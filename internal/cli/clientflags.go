@@ -22,12 +22,11 @@ type clientFlags struct {
 	reconnect                      bool
 	maxAttempts                    int
 	reconnectDelay                 time.Duration
-	keepAlive, idleTimeout         time.Duration
-	congestion                     tunnel.Congestion
+	quic                           quicFlags
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
-	f.reconnectDelay, f.keepAlive, f.idleTimeout = time.Second, tunnel.DefaultKeepAlive, tunnel.DefaultIdleTimeout
+	f.reconnectDelay = time.Second
 	fs := cmd.Flags()
 	fs.StringVarP(&f.server, "server", "s", "", "server address, host:port (required)")
 	f.creds.register(cmd, "client")
@@ -39,7 +38,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.reconnect, "reconnect", true, "reconnect after a lost session or a failed attempt (never after refused credentials or forwards)")
 	fs.IntVar(&f.maxAttempts, "reconnect-max-attempts", 0, "give up after this many reconnection attempts in a row; 0 = never")
 	fs.Var(seconds{&f.reconnectDelay}, "reconnect-delay", "first wait before reconnecting, in seconds; doubles (with jitter) up to 60, and starts over when the network changes")
-	addQUICFlags(cmd, &f.keepAlive, &f.idleTimeout, &f.congestion)
+	f.quic.register(cmd)
 }
 
 // requireServer refuses a missing --server, showing example.
@@ -50,12 +49,21 @@ func (f *clientFlags) requireServer(example string) error {
 	return nil
 }
 
-func addQUICFlags(cmd *cobra.Command, keepAlive, idle *time.Duration, cc *tunnel.Congestion) {
+// quicFlags are the QUIC tuning flags client and server share.
+type quicFlags struct {
+	keepAlive, idleTimeout time.Duration
+	congestion             tunnel.Congestion
+	streamWindow           int64
+}
+
+func (q *quicFlags) register(cmd *cobra.Command) {
+	q.keepAlive, q.idleTimeout, q.congestion, q.streamWindow = tunnel.DefaultKeepAlive, tunnel.DefaultIdleTimeout, tunnel.NewReno, tunnel.StreamWindow
 	fs := cmd.Flags()
-	fs.Var(seconds{keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
-	fs.Var(seconds{idle}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
-	*cc = tunnel.NewReno
-	fs.Var(cc, "congestion", "congestion control for what this side sends: newreno (backs off at every lost packet) or bbr (keeps its rate across a long or lossy path, but can crowd out TCP flows at a bottleneck with a small buffer)")
+	fs.Var(seconds{&q.keepAlive}, "quic-keep-alive", "QUIC keep-alive interval, in seconds")
+	fs.Var(seconds{&q.idleTimeout}, "quic-idle-timeout", "close the QUIC connection after this many seconds without a packet from the peer")
+	fs.Var(&q.congestion, "congestion", "congestion control for what this side sends: newreno (backs off at every lost packet) or bbr (keeps its rate across a long or lossy path, but can crowd out TCP flows at a bottleneck with a small buffer)")
+	fs.Var(byteSize{&q.streamWindow, tunnel.MinStreamWindow, tunnel.MaxStreamWindow}, "stream-window",
+		"most data one tunneled connection may have in flight towards this side (K, M = KiB, MiB; 64K to 64M); one transfer moves at most this much per round trip, and a session may make this side hold eight of them for readers that stopped")
 }
 
 // clientConfig validates the shared flags (and their QUICPORT_ variables)
@@ -109,8 +117,9 @@ func (a *app) clientConfig(cmd *cobra.Command, f *clientFlags, example string, p
 		Reconnect:      f.reconnect,
 		MaxAttempts:    f.maxAttempts,
 		ReconnectDelay: f.reconnectDelay,
-		KeepAlive:      f.keepAlive,
-		IdleTimeout:    f.idleTimeout,
-		Congestion:     f.congestion,
+		KeepAlive:      f.quic.keepAlive,
+		IdleTimeout:    f.quic.idleTimeout,
+		Congestion:     f.quic.congestion,
+		StreamWindow:   f.quic.streamWindow,
 	}, nil
 }

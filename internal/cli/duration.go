@@ -70,3 +70,48 @@ func (b byteRate) Set(v string) error {
 }
 
 func (byteRate) Type() string { return "bytes/s" }
+
+// byteSize is a size flag in bytes: a number with an optional K, M or G
+// suffix (powers of 1024; KiB, MiB and GiB are the same), e.g. 16M,
+// within [min, max].
+type byteSize struct {
+	n        *int64
+	min, max int64
+}
+
+func (b byteSize) String() string {
+	if b.n == nil {
+		return ""
+	}
+	return formatSize(*b.n)
+}
+
+// formatSize writes n in the largest binary unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"G", 30}, {"M", 20}, {"K", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b byteSize) Set(v string) error {
+	num := strings.TrimRight(v, "KMGkmgiB")
+	shift, ok := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30}[strings.ToUpper(v[len(num):])]
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || f < 0 || f*float64(int64(1)<<shift) > 1<<50 {
+		return fmt.Errorf("%q is not a size such as 16M (MiB) or 512K (KiB)", v)
+	}
+	n := int64(f * float64(int64(1)<<shift))
+	if n < b.min || n > b.max {
+		return fmt.Errorf("%s is outside %s to %s: give a size in that range, such as 16M (MiB)", v, formatSize(b.min), formatSize(b.max))
+	}
+	*b.n = n
+	return nil
+}
+
+func (byteSize) Type() string { return "size" }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quicport/quicport/internal/audit"
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/testutil"
+	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
 )
 
 // quicportBin is the quicport binary, for servers: they start data planes
@@ -478,5 +482,82 @@ func TestDataPlaneAndCtlStatus(t *testing.T) {
 	}
 	if strings.Contains(dp.output()+dp.errors(), serverKey.Encode()) {
 		t.Fatal("the data plane's private key is in its output")
+	}
+}
+
+// --stream-window is what each side announces to its peer: a stream may
+// send min(window, 512 KiB) before its reader has read anything (auto-
+// tuning grows that to the window) and the connection eight windows.
+// Raw QUIC peers read the announcements of a server (its data plane,
+// which gets the flag from the server's command line) and of a client from
+// their qlog. Then data moves intact through a tunnel at the smallest
+// window.
+func TestStreamWindowReachesThePeer(t *testing.T) {
+	home := t.TempDir()
+	env := map[string]string{"XDG_CONFIG_HOME": filepath.Join(home, "config"), "XDG_DATA_HOME": filepath.Join(home, "data")}
+	srv := start(t, env, "server", "--no-api", "--listen", "127.0.0.1:0", "--stream-window", "256K")
+	listening := srv.waitLog("quicport server listening")
+	if listening["stream_window"] != float64(256<<10) {
+		t.Errorf("start-up line %v: want stream_window 262144", listening)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	check := func(who string, pp *testutil.PeerParams, window int64) {
+		t.Helper()
+		got, err := pp.Remote(ctx)
+		if err != nil {
+			t.Fatalf("%s: no transport parameters: %v", who, err)
+		}
+		for k, want := range map[string]int64{"initial_max_data": 8 * window, "initial_max_stream_data_bidi_remote": min(window, 512<<10), "initial_max_stream_data_bidi_local": min(window, 512<<10)} {
+			if got[k] != float64(want) {
+				t.Errorf("%s announced %s = %v, want %d", who, k, got[k], want)
+			}
+		}
+	}
+
+	transport := func() *quic.Transport {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &quic.Transport{Conn: udp}
+		t.Cleanup(func() { tr.Close(); udp.Close() })
+		return tr
+	}
+
+	toServer := testutil.NewPeerParams()
+	qc := tunnel.QUICConfig(0, 0)
+	qc.Tracer = toServer.Tracer
+	serverAddr, err := net.ResolveUDPAddr("udp", listening["listen"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := transport().Dial(ctx, serverAddr, tlsid.ClientTLSConfig("localhost", nil, nil), qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("the server with --stream-window 256K", toServer, 256<<10)
+	conn.CloseWithError(0, "")
+
+	fromClient := testutil.NewPeerParams()
+	qc = tunnel.QUICConfig(0, 0)
+	qc.Tracer = fromClient.Tracer
+	lt := transport()
+	ln, err := lt.Listen(tlsid.ServerTLSConfig(testutil.Identity(t), false), qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pskPath := filepath.Join(home, "config", "quicport", "psk")
+	raw := start(t, env, "client", "-s", lt.Conn.LocalAddr().String(), "--insecure", "--psk-file", pskPath, "-L", "127.0.0.1:0", "-R", "1", "--stream-window", "16M")
+	check("the client with --stream-window 16M", fromClient, 16<<20)
+	raw.stop()
+
+	echo := testutil.EchoServer(t)
+	cl := start(t, env, "client", "-s", listening["listen"].(string), "--accept-new-host", "--psk-file", pskPath,
+		"-L", "127.0.0.1:0", "-R", echo, "--stream-window", "64K")
+	ready := cl.waitLog("forward established")
+	if err := testutil.EchoCheck(ready["local_listen"].(string), 16<<20, 3); err != nil {
+		t.Fatalf("echo through a tunnel with 64 KiB windows on the client and 256 KiB on the server: %v", err)
 	}
 }

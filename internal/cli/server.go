@@ -16,7 +16,6 @@ import (
 	"github.com/quicport/quicport/internal/permit"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
-	"github.com/quicport/quicport/internal/tunnel"
 )
 
 func (a *app) serverCommand() *cobra.Command {
@@ -25,9 +24,7 @@ func (a *app) serverCommand() *cobra.Command {
 		creds          credentialFlags
 		clientKeys     string
 		clientKeysFile string
-		keepAlive      = tunnel.DefaultKeepAlive
-		idleTimeout    = tunnel.DefaultIdleTimeout
-		congestion     tunnel.Congestion
+		qf             quicFlags
 		udp            udpFlags
 		permitListen   string
 		permitOpen     string
@@ -118,8 +115,8 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 				}
 			}
 			cfg := limits
-			cfg.Listen, cfg.Auth, cfg.KeepAlive, cfg.IdleTimeout, cfg.Logger = listen, policy, keepAlive, idleTimeout, log
-			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Congestion = udp.idle, udp.maxFlows, congestion
+			cfg.Listen, cfg.Auth, cfg.KeepAlive, cfg.IdleTimeout, cfg.Logger = listen, policy, qf.keepAlive, qf.idleTimeout, log
+			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Congestion, cfg.StreamWindow = udp.idle, udp.maxFlows, qf.congestion, qf.streamWindow
 			if permitListen != "" {
 				if cfg.PermitListen, err = permit.ParsePorts(permitListen); err != nil {
 					return usagef("--permit-listen: %v", err)
@@ -153,7 +150,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			} else if clientCAs != nil {
 				method = "mtls"
 			}
-			attrs := []any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "congestion", congestion.String()}
+			attrs := []any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "congestion", qf.congestion.String(), "stream_window", qf.streamWindow}
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
@@ -192,7 +189,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 	fs.Var(seconds{&adoptTimeout}, "adopt-timeout", "seconds data planes keep serving after the control plane stopped (SIGTERM), waiting for a new one to adopt them")
 	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
 	fs.StringVar(&auditLog, "audit-log", "", "append hash-chained JSON audit records to this file (mode 0600); check it with quicport audit verify")
-	addQUICFlags(cmd, &keepAlive, &idleTimeout, &congestion)
+	qf.register(cmd)
 	udp.register(cmd)
 	return cmd
 }

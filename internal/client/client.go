@@ -81,6 +81,10 @@ type Config struct {
 	// Congestion is the congestion controller for what the client sends
 	// (default NewReno).
 	Congestion tunnel.Congestion
+	// StreamWindow is the most each tunneled connection may have in
+	// flight towards this side before it reads (default
+	// tunnel.StreamWindow, 6 MiB); a session may hold eight of them.
+	StreamWindow int64
 	// Reconnect makes the client reconnect after a lost session or a
 	// failed attempt, with exponential backoff from ReconnectDelay
 	// (default 1 s) to 60 s. MaxAttempts bounds consecutive failed
@@ -104,6 +108,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Second
+	}
+	if c.StreamWindow == 0 {
+		c.StreamWindow = tunnel.StreamWindow
 	}
 	if c.ReconnectDelay == 0 {
 		c.ReconnectDelay = time.Second
@@ -176,6 +183,9 @@ type client struct {
 // reconnecting is off or exhausted.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.setDefaults()
+	if err := tunnel.CheckStreamWindow(cfg.StreamWindow); err != nil {
+		return &permanentError{fmt.Errorf("client: %w", err)}
+	}
 	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()), ready: make(chan struct{})}
 	f := cfg.Forward
 	if !f.Remote && f.Source.Protocol == proto.UDP {

@@ -163,6 +163,7 @@ func (s *session) dialAddr(ctx context.Context, host, name string, raddr *net.UD
 	dialCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
+	tunnel.SetWindows(qc, cfg.StreamWindow)
 	cfg.Congestion.Apply(qc)
 	conn, err := tr.Dial(dialCtx, raddr, tlsid.ClientTLSConfig(host, cfg.ClientCert, cfg.ServerCA), qc)
 	if err != nil {
@@ -260,7 +261,7 @@ func (s *session) authenticate(ctx context.Context) (*quic.Stream, error) {
 			return nil, err
 		}
 	}
-	s.log.Info("authenticated", "method", methodOf(cfg.Auth), "congestion", cfg.Congestion.String())
+	s.log.Info("authenticated", "method", methodOf(cfg.Auth), "congestion", cfg.Congestion.String(), "stream_window", cfg.StreamWindow)
 	return ctrl, nil
 }
 

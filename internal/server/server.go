@@ -56,6 +56,10 @@ type Config struct {
 	// Congestion is the congestion controller for what the server sends
 	// (default NewReno).
 	Congestion tunnel.Congestion
+	// StreamWindow is the most each tunneled connection may have in
+	// flight towards this side before it reads (default
+	// tunnel.StreamWindow, 6 MiB); a session may hold eight of them.
+	StreamWindow int64
 	// UDPIdleTimeout ends a UDP flow after silence both ways (default
 	// 60 s); UDPMaxFlows caps a session's UDP flows (default 1024).
 	UDPIdleTimeout time.Duration
@@ -116,6 +120,9 @@ const DefaultListen = "0.0.0.0:39000"
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
+	}
+	if c.StreamWindow == 0 {
+		c.StreamWindow = tunnel.StreamWindow
 	}
 	if c.AuthTimeout == 0 {
 		c.AuthTimeout = 10 * time.Second
@@ -218,6 +225,9 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Auth.Method() == auth.MethodX25519 && len(cfg.Auth.AuthorizedKeys) == 0 {
 		return nil, errors.New("server: X25519 authentication needs at least one authorized client key")
 	}
+	if err := tunnel.CheckStreamWindow(cfg.StreamWindow); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	keyRules, err := parseKeyRules(cfg.Auth.AuthorizedKeys)
 	if err != nil {
 		return nil, err
@@ -235,6 +245,7 @@ func Listen(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
+	tunnel.SetWindows(qc, cfg.StreamWindow)
 	cfg.Congestion.Apply(qc)
 	perConn := qc.Clone() // what every accepted connection uses
 	qc.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {

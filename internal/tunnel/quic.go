@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -14,11 +15,18 @@ const (
 	// open at once in each direction.
 	MaxStreams = 16384
 
-	// StreamWindow is the most a stream may have in flight towards a
-	// receiver that has not read it yet: quic-go's default, which a
-	// single bulk transfer needs across a long path (6 MiB is 50 ms at
-	// 1 Gbit/s).
+	// StreamWindow is the default for the most a stream may have in
+	// flight towards a receiver that has not read it yet: quic-go's
+	// default, which a single bulk transfer needs across a long path
+	// (6 MiB is 50 ms at 1 Gbit/s). --stream-window changes it within
+	// [MinStreamWindow, MaxStreamWindow].
 	StreamWindow = 6 << 20
+	// MinStreamWindow and MaxStreamWindow bound --stream-window: below
+	// 64 KiB a stream moves less than one GSO batch per round trip;
+	// above 64 MiB (5 Gbit/s across 100 ms) a session could make its
+	// peer hold half a gigabyte.
+	MinStreamWindow = 64 << 10
+	MaxStreamWindow = 64 << 20
 	// FirstStreamWindow is what a new stream may send before its reader
 	// has read anything (quic-go's default); auto-tuning grows the window
 	// up to StreamWindow as the reader keeps up.
@@ -32,8 +40,11 @@ const (
 	// starve everyone else. Eight stream windows, given from the start,
 	// leave a whole window for the rest with seven consumers stalled.
 	// Streams opened before the client authenticates get none of it (see
-	// the server's refuseEarlyStreams).
-	ConnWindow = 8 * StreamWindow
+	// the server's refuseEarlyStreams). SetWindows keeps the ratio for
+	// any stream window.
+	ConnWindow = connWindowStreams * StreamWindow
+
+	connWindowStreams = 8
 )
 
 // QUICConfig returns the QUIC settings of a quicport endpoint. Zero
@@ -45,18 +56,39 @@ func QUICConfig(keepAlive, idle time.Duration) *quic.Config {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
-	return &quic.Config{
-		HandshakeIdleTimeout:           idle,
-		MaxIdleTimeout:                 idle,
-		KeepAlivePeriod:                keepAlive,
-		MaxIncomingStreams:             MaxStreams,
-		MaxIncomingUniStreams:          -1, // quicport uses bidirectional streams only
-		InitialStreamReceiveWindow:     FirstStreamWindow,
-		MaxStreamReceiveWindow:         StreamWindow,
-		InitialConnectionReceiveWindow: ConnWindow,
-		MaxConnectionReceiveWindow:     ConnWindow,
+	qc := &quic.Config{
+		HandshakeIdleTimeout:  idle,
+		MaxIdleTimeout:        idle,
+		KeepAlivePeriod:       keepAlive,
+		MaxIncomingStreams:    MaxStreams,
+		MaxIncomingUniStreams: -1, // quicport uses bidirectional streams only
 		// A relay that aborts still delivers what its TCP peer sent
 		// before the abort (see Relay): RESET_STREAM_AT.
 		EnableStreamResetPartialDelivery: true,
 	}
+	SetWindows(qc, StreamWindow)
+	return qc
+}
+
+// SetWindows gives qc's streams a receive window of up to w bytes (0
+// selects StreamWindow) and its connection ConnWindow's eight of them, in
+// full from the start. w outside [MinStreamWindow, MaxStreamWindow] is
+// the caller's error; CheckStreamWindow says so.
+func SetWindows(qc *quic.Config, w int64) {
+	if w == 0 {
+		w = StreamWindow
+	}
+	qc.InitialStreamReceiveWindow = uint64(min(w, FirstStreamWindow))
+	qc.MaxStreamReceiveWindow = uint64(w)
+	qc.InitialConnectionReceiveWindow = uint64(connWindowStreams * w)
+	qc.MaxConnectionReceiveWindow = uint64(connWindowStreams * w)
+}
+
+// CheckStreamWindow refuses a stream window (in bytes) outside the range
+// SetWindows takes, saying what is allowed. 0 means the default.
+func CheckStreamWindow(w int64) error {
+	if w != 0 && (w < MinStreamWindow || w > MaxStreamWindow) {
+		return fmt.Errorf("stream window %d bytes is outside %d KiB to %d MiB", w, MinStreamWindow>>10, MaxStreamWindow>>20)
+	}
+	return nil
 }

@@ -1,0 +1,33 @@
+package cli
+
+import "testing"
+
+func TestByteSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64 // -1: refused
+	}{
+		{"16M", 16 << 20}, {"16MiB", 16 << 20}, {"16MB", 16 << 20}, {"16m", 16 << 20},
+		{"512K", 512 << 10}, {"512k", 512 << 10}, {"512KiB", 512 << 10},
+		{"1.5M", 3 << 19}, {"65536", 65536}, {"65536B", 65536}, {"64M", 64 << 20},
+		{"1G", -1}, {"64.1M", -1}, {"65535", -1}, {"32K", -1}, // outside 64K to 64M
+		{"16Mbit", -1}, {"16Mb", -1}, {"16i", -1}, {"M", -1}, {"", -1}, {"-1M", -1}, {"x", -1}, {"1e99", -1},
+	} {
+		n := int64(-1)
+		err := byteSize{&n, 64 << 10, 64 << 20}.Set(c.in)
+		if c.want < 0 {
+			if err == nil {
+				t.Errorf("%q: took it as %d, want an error", c.in, n)
+			}
+			continue
+		}
+		if err != nil || n != c.want {
+			t.Errorf("%q: got %d, %v; want %d", c.in, n, err, c.want)
+		}
+	}
+	for n, want := range map[int64]string{6 << 20: "6M", 512 << 10: "512K", 3 << 19: "1536K", 1 << 30: "1G", 1000: "1000"} {
+		if got := formatSize(n); got != want {
+			t.Errorf("formatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
