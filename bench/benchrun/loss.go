@@ -27,7 +27,11 @@ const (
 	nearIP, farIP       = "198.18.213.1", "198.18.213.2"
 	wanNearIP, wanFarIP = "198.18.214.1", "198.18.214.2"
 
-	farEcho, farIperf, farQuicport, farQuicportBBR, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 4434, 2222, 4440, 4450
+	farEcho, farIperf, farQuicport, farQuicportBBR, farQuicportWide, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 4434, 4435, 2222, 4440, 4450
+
+	// wideWindow is the stream window of the "bbr, wide" path
+	// (--stream-window): what one transfer needs across a long path.
+	wideWindow = "16M"
 )
 
 // farHost is the server side of the loss and WAN scenarios: its
@@ -101,10 +105,10 @@ func (f *farHost) start(env []string, args ...string) error {
 // segmentation: one decision per wire-sized packet, and silent to the
 // sender (a drop at the output hook would fail its sendmsg instead).
 func (f *farHost) setLoss(percent float64) error {
-	perMille := int(percent*10 + 0.5)
+	per100k := int(percent*1000 + 0.5) // down to 0.001%
 	table := func(dev string) string {
-		return fmt.Sprintf("table netdev %s\ndelete table netdev %s\ntable netdev %s {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n\t\tmeta protocol ip numgen random mod 1000 < %d drop\n\t}\n}\n",
-			f.table, f.table, f.table, dev, perMille)
+		return fmt.Sprintf("table netdev %s\ndelete table netdev %s\ntable netdev %s {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n\t\tmeta protocol ip numgen random mod 100000 < %d drop\n\t}\n}\n",
+			f.table, f.table, f.table, dev, per100k)
 	}
 	for _, side := range []struct {
 		argv   []string
@@ -286,6 +290,12 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 	if err := far.start(quicportEnvIn(farDir+"-bbr"), e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", qpServerBBR, "--psk-file", e.psk, "--congestion", "bbr"); err != nil {
 		return nil, err
 	}
+	// BBR again with a wider stream window on both ends: each end's
+	// window bounds what it receives.
+	qpServerWide := net.JoinHostPort(far.farIP, strconv.Itoa(farQuicportWide))
+	if err := far.start(quicportEnvIn(farDir+"-wide"), e.quicport, "--log-level", "warn", "server", "--no-api", "--listen", qpServerWide, "--psk-file", e.psk, "--congestion", "bbr", "--stream-window", wideWindow); err != nil {
+		return nil, err
+	}
 	sshd, err := e.runSSHD(far.prefix(), far.farIP, farSSH)
 	if sshd != nil {
 		far.procs = append(far.procs, sshd)
@@ -302,6 +312,7 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 		direct(),
 		e.quicportPath("quicport LPF", qpServer, false),
 		e.quicportPath("quicport LPF, bbr", qpServerBBR, false, "--congestion", "bbr"),
+		e.quicportPath("quicport LPF, bbr, "+wideWindow+" window", qpServerWide, false, "--congestion", "bbr", "--stream-window", wideWindow),
 		e.ssh("ssh -L", "-L", "", far.farIP, farSSH),
 		e.rawQUIC(far.prefix(), far.farIP, farRawQUIC),
 	}

@@ -31,6 +31,7 @@ type options struct {
 	sessions int
 	loss     float64
 	wanDelay time.Duration
+	wanLoss  float64
 	// fairRate is the fairness scenario's bottleneck (a tc rate, such
 	// as 300mbit); fairBuffers the queue limits it runs with.
 	fairRate    string
@@ -53,6 +54,7 @@ func main() {
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
 	flag.Float64Var(&o.loss, "loss", 1, "percent of packets the loss scenario's link drops in each direction (needs root, ip and nft)")
 	flag.DurationVar(&o.wanDelay, "wan-delay", wanDelayDefault, "one-way delay of the WAN scenario's link (needs root, ip and /dev/net/tun)")
+	flag.Float64Var(&o.wanLoss, "wan-loss", 0, "percent of packets the WAN scenario's link drops at random in each direction, such as 0.05 (needs nft)")
 	flag.StringVar(&o.fairRate, "fair-rate", "300mbit", "the fairness scenario's bottleneck rate (tc tbf; needs root, ip and tc)")
 	fairBuffers := flag.String("fair-buffers", "100kb,1mb", "comma-separated queue limits of the fairness scenario's bottleneck, one table row per path and limit")
 	rates := flag.String("udp-rates", "100M,500M,1G", "UDP offered rates (iperf3 -b)")
@@ -83,6 +85,10 @@ func main() {
 		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions = 1, time.Second, 50, 20, 200, 10
 		*rates = "50M"
 		*fairBuffers, _, _ = strings.Cut(*fairBuffers, ",")
+	}
+	if o.wanLoss < 0 || o.wanLoss > 100 || o.loss < 0 || o.loss > 100 {
+		fmt.Fprintln(os.Stderr, "benchrun: -loss and -wan-loss are percentages from 0 to 100")
+		os.Exit(2)
 	}
 	if o.wanDelay < 0 {
 		fmt.Fprintln(os.Stderr, "benchrun: -wan-delay must not be negative (it is the one-way delay, for example 10ms)")

@@ -23,13 +23,22 @@ func (e *env) wanTable(o options) (string, error) {
 	// At tens of milliseconds per round trip the loopback counts would take
 	// minutes per path; these still give a p99 of something.
 	pings, setupsN := min(o.pings, 300), min(o.setups, 100)
-	title := fmt.Sprintf("### Across a WAN-like link (%v each way, MTU 1500; ping µs, 64 bytes, %d per run; setup µs, %d sequential connect + 1-byte echo; iperf3 1 conn up, Gbit/s)\n\n", o.wanDelay, pings, setupsN)
+	lossy := ""
+	if o.wanLoss > 0 {
+		lossy = fmt.Sprintf(", %g%% random loss each way", o.wanLoss)
+	}
+	title := fmt.Sprintf("### Across a WAN-like link (%v each way%s, MTU 1500; ping µs, 64 bytes, %d per run; setup µs, %d sequential connect + 1-byte echo; iperf3 1 conn up, Gbit/s)\n\n", o.wanDelay, lossy, pings, setupsN)
 	var table string
 	skip, err := e.withFarHost(farScenario{
 		name: "wan", tools: []string{"ip"}, install: "iproute2",
 		rootFor: "network namespaces and TUN devices", creates: "the WAN scenario creates a network namespace and TUN devices",
 		host: func() (*farHost, error) { return newWANHost(o.wanDelay) },
 	}, func(far *farHost, paths []*path) error {
+		if o.wanLoss > 0 {
+			if err := far.setLoss(o.wanLoss); err != nil {
+				return err
+			}
+		}
 		table = wanRows(o, far, paths, pings, setupsN)
 		return nil
 	})

@@ -131,6 +131,7 @@ func newWANHost(delay time.Duration) (*farHost, error) {
 	f := &farHost{
 		ns:     fmt.Sprintf("quicport-bench-wan-%d", pid),
 		link:   fmt.Sprintf("qpw%dn", pid),
+		table:  fmt.Sprintf("quicport_bench_wan_%d", pid), // --wan-loss
 		nearIP: wanNearIP, farIP: wanFarIP,
 	}
 	farDev := fmt.Sprintf("qpw%df", pid)
