@@ -66,7 +66,21 @@ func (c *connectionFlowController) AddBytesRead(n protocol.ByteCount) (hasWindow
 	defer c.mutex.Unlock()
 
 	c.addBytesRead(n)
-	return c.hasWindowUpdate()
+	return c.windowUpdateDue()
+}
+
+// windowUpdateDue (quicport) is upstream's rule, raise the window once a
+// quarter of it has been read since the last raise, or: raise it when the
+// peer has less than a quarter of it left to send and anything at all was
+// read since the last raise. Streams whose readers stopped hold their
+// data, and so their share of the window, unread; when they hold more
+// than three quarters of it, what the other streams read can never add
+// up to a quarter, and without this the whole connection would wait for
+// them. The raise still stops at what was read plus the window, so the
+// peer can never make this side hold more than the window.
+func (c *connectionFlowController) windowUpdateDue() bool {
+	return c.hasWindowUpdate() ||
+		(c.bytesRead+c.receiveWindowSize > c.receiveWindow && c.receiveWindow-c.highestReceived < c.receiveWindowSize/4)
 }
 
 // TryAddBytesSent adds n bytes if sufficient connection-level send credit is available.
@@ -138,6 +152,15 @@ func (c *connectionFlowController) GetWindowUpdate(now monotime.Time) protocol.B
 	c.mutex.Lock()
 	defer c.mutex.Unlock()
 
+	if !c.hasWindowUpdate() {
+		if !c.windowUpdateDue() {
+			return 0
+		}
+		// quicport: the peer is nearly out of credit while stalled
+		// streams pin the window; no auto-tuning on this path.
+		c.receiveWindow = c.bytesRead + c.receiveWindowSize
+		return c.receiveWindow
+	}
 	oldWindowSize := c.receiveWindowSize
 	offset := c.getWindowUpdate(now)
 	if c.logger.Debug() && oldWindowSize < c.receiveWindowSize {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quic-go/quic-go/internal/monotime"
 	"github.com/quic-go/quic-go/internal/protocol"
+	"github.com/quic-go/quic-go/internal/utils"
 )
 
 // fill pushes packets received at start, start+step, … until one is
@@ -153,5 +154,39 @@ func serverTLS(t *testing.T) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}},
 		NextProtos:   []string{"test"},
+	}
+}
+
+// A connection whose stalled streams hold seven eighths of its window
+// unread still raises the window as its other streams read: upstream's
+// rule waits for a quarter of the window to be read since the last
+// raise, which the last eighth can never make, and the whole connection
+// would wait for the stalled readers.
+func TestConnectionWindowRisesPastStalledStreams(t *testing.T) {
+	const window = 8 << 20
+	now := monotime.Now()
+	fc := newConnectionFlowController(window, window, func(protocol.ByteCount) bool { return true }, &utils.RTTStats{}, utils.DefaultLogger)
+	stalled, other := protocol.ByteCount(7<<20), protocol.ByteCount(1<<20)
+	if err := fc.IncrementHighestReceived(stalled+other, now); err != nil {
+		t.Fatal(err)
+	}
+	// The other streams read all they got; the window is used up.
+	if !fc.AddBytesRead(other) {
+		t.Fatal("no window update due after the unpinned eighth was read, with the peer out of credit")
+	}
+	if got, want := fc.GetWindowUpdate(now), other+window; got != want {
+		t.Fatalf("window raised to %d, want %d (what was read plus the window, never more)", got, want)
+	}
+	if fc.GetWindowUpdate(now) != 0 {
+		t.Error("a second update with nothing read since")
+	}
+	// With plenty of credit left, upstream's rule alone decides: reading
+	// less than a quarter since the last raise raises nothing.
+	fresh := newConnectionFlowController(window, window, func(protocol.ByteCount) bool { return true }, &utils.RTTStats{}, utils.DefaultLogger)
+	if err := fresh.IncrementHighestReceived(1<<20, now); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.AddBytesRead(1<<20) || fresh.GetWindowUpdate(now) != 0 {
+		t.Error("an update with three quarters of the credit left and an eighth read")
 	}
 }
