@@ -29,7 +29,7 @@ const (
 
 	farEcho, farIperf, farQuicport, farQuicportBBR, farQuicportWide, farSSH, farRawQUIC, farSingBox = 7000, 5201, 4433, 4434, 4435, 2222, 4440, 4450
 
-	// wideWindow is the stream window of the "bbr, wide" path
+	// wideWindow is the stream window of the "quicport LPF, bbr, 16M window" path
 	// (--stream-window): what one transfer needs across a long path.
 	wideWindow = "16M"
 )
