@@ -33,6 +33,7 @@ func (a *app) dataPlaneCommand() *cobra.Command {
 		listen       string
 		supervised   bool
 		drainTimeout = dataplane.DefaultDrainTimeout
+		qf           quicFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "data-plane",
@@ -77,9 +78,11 @@ every session (clients are told, and reconnect).`,
 			if err != nil {
 				return err
 			}
-			return a.runDataPlane(cmd.Context(), server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log},
+			cfg := server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log,
+				KeepAlive: qf.keepAlive, IdleTimeout: qf.idleTimeout, Congestion: qf.congestion, StreamWindow: qf.streamWindow}
+			return a.runDataPlane(cmd.Context(), cfg,
 				dataplane.Options{RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log},
-				[]any{"auth", policy.Method().String(), "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])})
+				[]any{"auth", policy.Method().String(), "cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "congestion", qf.congestion.String(), "stream_window", qf.streamWindow})
 		},
 	}
 	fs := cmd.Flags()
@@ -87,6 +90,7 @@ every session (clients are told, and reconnect).`,
 	fs.Var(seconds{&drainTimeout}, "drain-timeout", "seconds a draining data plane waits for its connections to end before closing them")
 	fs.BoolVar(&supervised, "supervised", false, "run as a data plane of quicport server (inherits its socket and control channel)")
 	_ = fs.MarkHidden("supervised")
+	qf.register(cmd)
 	return cmd
 }
 

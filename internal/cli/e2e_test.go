@@ -431,9 +431,9 @@ func TestDataPlaneAndCtlStatus(t *testing.T) {
 		"QUICPORT_DP_SERVER_PRIVKEY": serverKey.Encode(),
 		"QUICPORT_DP_CLIENT_PUBKEYS": testutil.Key(t).Public().String() + "," + clientKey.Public().String(),
 	}
-	dp := start(t, env, "data-plane", "--listen", "127.0.0.1:0")
+	dp := start(t, env, "data-plane", "--listen", "127.0.0.1:0", "--congestion", "bbr", "--stream-window", "1M")
 	listening := dp.waitLog("quicport data plane listening")
-	if listening["auth"] != "x25519" {
+	if listening["auth"] != "x25519" || listening["congestion"] != "bbr" || listening["stream_window"] != float64(1<<20) {
 		t.Fatalf("start-up line %v", listening)
 	}
 	echo := testutil.EchoServer(t)
