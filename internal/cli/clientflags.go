@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
 	"github.com/quicport/quicport/internal/tunnel"
 )
@@ -64,6 +65,16 @@ func (q *quicFlags) register(cmd *cobra.Command) {
 	fs.Var(&q.congestion, "congestion", "congestion control for what this side sends: newreno (backs off at every lost packet) or bbr (keeps its rate across a long or lossy path, but can crowd out TCP flows at a bottleneck with a small buffer)")
 	fs.Var(byteSize{&q.streamWindow, tunnel.MinStreamWindow, tunnel.MaxStreamWindow}, "stream-window",
 		"most data one tunneled connection may have in flight towards this side (K, M = KiB, MiB; 64K to 64M); one transfer moves at most this much per round trip, and a session may make this side hold eight of them for readers that stopped")
+}
+
+// applyTo sets a server's (or data plane's) QUIC settings from the flags.
+func (q *quicFlags) applyTo(cfg *server.Config) {
+	cfg.KeepAlive, cfg.IdleTimeout, cfg.Congestion, cfg.StreamWindow = q.keepAlive, q.idleTimeout, q.congestion, q.streamWindow
+}
+
+// attrs are the settings a start-up line shows.
+func (q *quicFlags) attrs() []any {
+	return []any{"congestion", q.congestion.String(), "stream_window", q.streamWindow}
 }
 
 // clientConfig validates the shared flags (and their QUICPORT_ variables)

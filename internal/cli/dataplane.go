@@ -78,11 +78,11 @@ every session (clients are told, and reconnect).`,
 			if err != nil {
 				return err
 			}
-			cfg := server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log,
-				KeepAlive: qf.keepAlive, IdleTimeout: qf.idleTimeout, Congestion: qf.congestion, StreamWindow: qf.streamWindow}
+			cfg := server.Config{Listen: listen, Certificate: cert, Auth: policy, Logger: log}
+			qf.applyTo(&cfg)
 			return a.runDataPlane(cmd.Context(), cfg,
 				dataplane.Options{RuntimeDir: runDir, StateDir: stateDir, DrainTimeout: drainTimeout, Log: log},
-				[]any{"auth", policy.Method().String(), "cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "congestion", qf.congestion.String(), "stream_window", qf.streamWindow})
+				append([]any{"auth", policy.Method().String(), "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}, qf.attrs()...))
 		},
 	}
 	fs := cmd.Flags()

@@ -115,8 +115,9 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 				}
 			}
 			cfg := limits
-			cfg.Listen, cfg.Auth, cfg.KeepAlive, cfg.IdleTimeout, cfg.Logger = listen, policy, qf.keepAlive, qf.idleTimeout, log
-			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Congestion, cfg.StreamWindow = udp.idle, udp.maxFlows, qf.congestion, qf.streamWindow
+			cfg.Listen, cfg.Auth, cfg.Logger = listen, policy, log
+			cfg.UDPIdleTimeout, cfg.UDPMaxFlows = udp.idle, udp.maxFlows
+			qf.applyTo(&cfg)
 			if permitListen != "" {
 				if cfg.PermitListen, err = permit.ParsePorts(permitListen); err != nil {
 					return usagef("--permit-listen: %v", err)
@@ -150,7 +151,7 @@ server.key, so clients' pinned fingerprints survive restarts.`,
 			} else if clientCAs != nil {
 				method = "mtls"
 			}
-			attrs := []any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0]), "congestion", qf.congestion.String(), "stream_window", qf.streamWindow}
+			attrs := append([]any{"auth", method, "cert_sha256", tlsid.Fingerprint(cert.Certificate[0])}, qf.attrs()...)
 			if policy.Method() == auth.MethodX25519 {
 				attrs = append(attrs, "pubkey", policy.PrivateKey.Public().String(), "authorized_keys", len(policy.AuthorizedKeys))
 			}
