@@ -71,8 +71,8 @@ func QUICConfig(keepAlive, idle time.Duration) *quic.Config {
 }
 
 // SetWindows gives qc's streams a receive window of up to w bytes (0
-// selects StreamWindow) and its connection ConnWindow's eight of them, in
-// full from the start. w outside [MinStreamWindow, MaxStreamWindow] is
+// selects StreamWindow) and its connection eight of them (as ConnWindow
+// is of StreamWindow), in full from the start. w outside [MinStreamWindow, MaxStreamWindow] is
 // the caller's error; CheckStreamWindow says so.
 func SetWindows(qc *quic.Config, w int64) {
 	if w == 0 {

@@ -66,21 +66,20 @@ func (c *connectionFlowController) AddBytesRead(n protocol.ByteCount) (hasWindow
 	defer c.mutex.Unlock()
 
 	c.addBytesRead(n)
-	return c.windowUpdateDue()
+	return c.hasWindowUpdate() || c.peerShortOfCredit()
 }
 
-// windowUpdateDue (quicport) is upstream's rule, raise the window once a
-// quarter of it has been read since the last raise, or: raise it when the
-// peer has less than a quarter of it left to send and anything at all was
-// read since the last raise. Streams whose readers stopped hold their
-// data, and so their share of the window, unread; when they hold more
-// than three quarters of it, what the other streams read can never add
-// up to a quarter, and without this the whole connection would wait for
-// them. The raise still stops at what was read plus the window, so the
-// peer can never make this side hold more than the window.
-func (c *connectionFlowController) windowUpdateDue() bool {
-	return c.hasWindowUpdate() ||
-		(c.bytesRead+c.receiveWindowSize > c.receiveWindow && c.receiveWindow-c.highestReceived < c.receiveWindowSize/4)
+// peerShortOfCredit (quicport) is a second reason to raise the window,
+// beside upstream's (a quarter of it read since the last raise): the peer
+// has less than a quarter of it left to send and anything at all was read
+// since the last raise. Streams whose readers stopped hold their data,
+// and so their share of the window, unread; when they hold more than
+// three quarters of it, what the other streams read can never add up to
+// a quarter, and without this the whole connection would wait for them.
+// The raise still stops at what was read plus the window, so the peer can
+// never make this side hold more than the window.
+func (c *connectionFlowController) peerShortOfCredit() bool {
+	return c.bytesRead+c.receiveWindowSize > c.receiveWindow && c.receiveWindow-c.highestReceived < c.receiveWindowSize/4
 }
 
 // TryAddBytesSent adds n bytes if sufficient connection-level send credit is available.
@@ -153,7 +152,7 @@ func (c *connectionFlowController) GetWindowUpdate(now monotime.Time) protocol.B
 	defer c.mutex.Unlock()
 
 	if !c.hasWindowUpdate() {
-		if !c.windowUpdateDue() {
+		if !c.peerShortOfCredit() {
 			return 0
 		}
 		// quicport: the peer is nearly out of credit while stalled
