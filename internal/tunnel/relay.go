@@ -351,26 +351,27 @@ func copyBuf(dst io.Writer, src io.Reader, counters []*atomic.Uint64) (total int
 
 // idleReader reads a relay's source with a pooled 64 KiB buffer while data
 // flows and gives the buffer back before a read that would wait, so that
-// an idle direction holds no large buffer. A TCP source is peeked at
-// before every read: if nothing is waiting, the buffer goes back and the
-// wait holds none. Any other source (a QUIC stream, stdin) cannot be
-// asked, so the last read decides: one that filled its buffer, small or
-// large, means more is very likely waiting, and the next read goes into
-// the large buffer; one that did not fill it means the source has run dry
-// for now, and the next read goes into the small one. A direction that
-// moves data faster than it arrives alternates between the two; one whose
-// writer is slower than its source reads full 64 KiB chunks. The large
-// buffer is held across a wait only when a burst ends exactly where a
-// read filled up (see smallSize).
+// an idle direction holds no large buffer. A TCP source is read with
+// non-blocking reads of its socket: one that finds nothing gives the
+// buffer back before the wait, and the read after the wait takes it
+// again. Any other source (a QUIC stream, stdin) cannot be asked, so the
+// last read decides: one that filled its buffer, small or large, means
+// more is very likely waiting, and the next read goes into the large
+// buffer; one that did not fill it means the source has run dry for now,
+// and the next read goes into the small one. A direction that moves data
+// faster than it arrives alternates between the two; one whose writer is
+// slower than its source reads full 64 KiB chunks. The large buffer is
+// held across a wait only when a burst ends exactly where a read filled
+// up (see smallSize).
 type idleReader struct {
-	src   io.Reader
-	rc    syscall.RawConn       // src's socket, if src is TCP
-	poll  func(fd uintptr) bool // for rc.Read: whether a Read would not block
-	peek  [1]byte
-	err   error   // what the peek found: a reset, say, which the kernel reports only once
-	small []byte  // allocated on first use, when src cannot be polled
-	big   *[]byte // from bufPool while data flows
-	size  int     // size of the buffer of the last read
+	src     io.Reader
+	rc      syscall.RawConn       // src's socket, if src is TCP
+	tryRead func(fd uintptr) bool // for rc.Read: one non-blocking read
+	n       int                   // what tryRead read
+	err     error                 // and the error it got
+	small   []byte                // allocated on first use, when src cannot be polled
+	big     *[]byte               // from bufPool while data flows
+	size    int                   // size of the buffer of the last read
 }
 
 func newIdleReader(src io.Reader) *idleReader {
@@ -378,22 +379,31 @@ func newIdleReader(src io.Reader) *idleReader {
 	if tc, ok := src.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
 			r.rc = rc
-			// Peek without waiting: true once data, the peer's FIN or an
-			// error is there. Checking before waiting means data that
-			// arrived earlier is never missed; nothing there means a wait,
-			// so the large buffer goes back first. An error (ECONNRESET)
-			// is reported by the kernel once, even to a peek, so it is
-			// kept for read to return. Made once, so it allocates nothing.
-			r.poll = func(fd uintptr) bool {
-				_, _, err := unix.Recvfrom(int(fd), r.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-				if err == unix.EAGAIN || err == unix.EINTR {
-					r.release()
-					return false
+			// One read(2) into the large buffer without waiting. Nothing
+			// there (EAGAIN) gives the buffer back and tells rc.Read to
+			// wait for the socket to become readable, then call again.
+			// This is the system call a plain Read makes, so an idle
+			// direction costs none more than it. Made once, so it
+			// allocates nothing.
+			r.tryRead = func(fd uintptr) bool {
+				if r.big == nil {
+					r.big = getBuf()
 				}
-				if err != nil {
-					r.err = os.NewSyscallError("read", err)
+				for {
+					n, err := unix.Read(int(fd), *r.big)
+					switch err {
+					case unix.EINTR:
+						continue
+					case unix.EAGAIN:
+						r.release()
+						return false
+					case nil:
+						r.n, r.err = n, nil
+					default:
+						r.n, r.err = 0, os.NewSyscallError("read", err)
+					}
+					return true
 				}
-				return true
 			}
 		}
 	}
@@ -403,17 +413,16 @@ func newIdleReader(src io.Reader) *idleReader {
 // read returns the next chunk, valid until done is called.
 func (r *idleReader) read() ([]byte, error) {
 	if r.rc != nil {
-		if err := r.rc.Read(r.poll); err != nil {
+		if err := r.rc.Read(r.tryRead); err != nil {
 			return nil, err
 		}
-		if r.err != nil {
+		switch {
+		case r.err != nil:
 			return nil, r.err
+		case r.n == 0:
+			return nil, io.EOF
 		}
-		if r.big == nil {
-			r.big = getBuf()
-		}
-		n, err := r.src.Read(*r.big)
-		return (*r.big)[:n], err
+		return (*r.big)[:r.n], nil
 	}
 	buf := r.small
 	switch {
@@ -429,7 +438,7 @@ func (r *idleReader) read() ([]byte, error) {
 }
 
 // done is called once the last chunk (n bytes) has been written. For a
-// TCP source the peek before the next read decides. For any other, a read
+// TCP source the next read decides. For any other, a read
 // that filled its buffer means more is coming: read into the large one
 // next; a read that did not means the source ran dry: give it back (see
 // idleReader).
