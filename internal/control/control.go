@@ -65,7 +65,7 @@ type Plane struct {
 	started time.Time
 	steer   *steer.Steering // nil without BPF
 	salt    steer.Salt
-	shared  *net.UDPConn // the one socket, without BPF
+	shared  *heldSocket  // the one socket, without BPF
 	addr    *net.UDPAddr // the QUIC address, port resolved
 	ctlLn   *net.UnixListener
 
@@ -282,6 +282,49 @@ func (p *Plane) freeID() (uint8, error) {
 	return 0, errors.New("too many data planes")
 }
 
+// heldSocket is the one QUIC socket of a server without BPF steering, as
+// the control plane keeps it between data planes: open, so that the port
+// stays bound and a replacement data plane takes it over, but never read,
+// and so kept as a bare descriptor outside Go's netpoller. A socket
+// registered there wakes its process at every datagram that arrives, and
+// every datagram of every session arrives on this one: the control plane
+// burned about a tenth of a core at 2 Gbit/s doing nothing with them.
+type heldSocket struct {
+	fd   int
+	addr *net.UDPAddr
+}
+
+// holdSocket takes l's socket out of the netpoller: it keeps a duplicate
+// of the descriptor and closes l.
+func holdSocket(l *net.UDPConn) (*heldSocket, error) {
+	defer l.Close()
+	h := &heldSocket{fd: -1, addr: l.LocalAddr().(*net.UDPAddr)}
+	raw, err := l.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var dupErr error
+	if err := raw.Control(func(fd uintptr) { h.fd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, os.NewSyscallError("fcntl", dupErr)
+	}
+	return h, nil
+}
+
+// file returns a duplicate of the socket to hand to a data plane; the
+// caller closes it once the data plane has started.
+func (h *heldSocket) file() (*os.File, error) {
+	fd, err := unix.FcntlInt(uintptr(h.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(fd), "quic-socket"), nil
+}
+
+func (h *heldSocket) Close() error { return unix.Close(h.fd) }
+
 // spawn starts a data plane and waits until it is ACTIVE; with steering it
 // becomes current.
 func (p *Plane) spawn() (*child, error) {
@@ -295,18 +338,27 @@ func (p *Plane) spawn() (*child, error) {
 			return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
 		}
 		defer pc.Close() // the data plane holds its own copy
-	} else {
-		if p.shared == nil {
-			if p.shared, err = net.ListenUDP("udp", p.addr); err != nil {
-				return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
-			}
+	} else if p.shared == nil {
+		l, err := net.ListenUDP("udp", p.addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
 		}
-		pc = p.shared
+		if p.shared, err = holdSocket(l); err != nil {
+			return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
+		}
 	}
-	if p.addr.Port == 0 {
-		p.addr = pc.LocalAddr().(*net.UDPAddr)
+	var sockFile *os.File
+	if pc != nil {
+		if p.addr.Port == 0 {
+			p.addr = pc.LocalAddr().(*net.UDPAddr)
+		}
+		sockFile, err = pc.File()
+	} else {
+		if p.addr.Port == 0 {
+			p.addr = p.shared.addr
+		}
+		sockFile, err = p.shared.file()
 	}
-	sockFile, err := pc.File()
 	if err != nil {
 		return nil, err
 	}

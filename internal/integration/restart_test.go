@@ -2,8 +2,10 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -381,6 +383,8 @@ func TestGracefulRestartWithoutBPF(t *testing.T) {
 		t.Fatalf("start-up line: %v", started)
 	}
 	dp := dpPID(srv, 1)
+	_, port, _ := net.SplitHostPort(started["listen"].(string))
+	checkHeldNotPolled(t, srv.Pid(), port)
 	echo := testutil.EchoServer(t)
 	lpf := "127.0.0.1:" + testutil.Itoa(testutil.FreePort(t))
 	cl := testutil.StartProcess(t, quicportBin, env, "client", "-s", started["listen"].(string), "--accept-new-host", "--reconnect-delay", "0.2", "-L", lpf, "-R", echo)
@@ -399,11 +403,77 @@ func TestGracefulRestartWithoutBPF(t *testing.T) {
 	if err := testutil.EchoCheck(lpf, 1<<20, 1); err != nil {
 		t.Fatal(err)
 	}
+	checkHeldNotPolled(t, srv.Pid(), port)
 	// One data plane replaced the old one: not a second one as well, for a
 	// crash (two data planes on the one shared socket take each other's
 	// packets).
 	if out := srv.Output(); strings.Count(out, `"data plane active"`) != 2 || strings.Contains(out, "ended unexpectedly") {
 		t.Errorf("want exactly one new data plane after the restart:\n%s", out)
+	}
+}
+
+// checkHeldNotPolled checks that the control plane (process pid) of a
+// server without BPF steering holds the one QUIC socket (UDP port port),
+// so that a new data plane can take it over, but does not watch it in an
+// epoll instance (Go's netpoller): that would wake the control plane at
+// every datagram that arrives for the data plane.
+func checkHeldNotPolled(t *testing.T, pid int, port string) {
+	t.Helper()
+	want, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		t.Fatalf("port %q: %v", port, err)
+	}
+	sockets := map[uint64]bool{} // inodes of the UDP sockets on port
+	for _, table := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && p == want {
+				ino, _ := strconv.ParseUint(f[9], 10, 64)
+				sockets[ino] = true
+			}
+		}
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for _, fd := range fds {
+		link, _ := os.Readlink(dir + "/" + fd.Name())
+		var ino uint64
+		if _, err := fmt.Sscanf(link, "socket:[%d]", &ino); err == nil && sockets[ino] {
+			held = true
+		}
+		if link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One line per watched descriptor: "tfd: 8 events: … ino:143cc8 sdev:9".
+		for _, line := range strings.Split(string(info), "\n") {
+			_, rest, ok := strings.Cut(line, " ino:")
+			if !strings.HasPrefix(line, "tfd:") || !ok {
+				continue
+			}
+			hexIno, _, _ := strings.Cut(rest, " ")
+			if ino, err := strconv.ParseUint(hexIno, 16, 64); err == nil && sockets[ino] {
+				t.Errorf("the control plane watches the QUIC socket (port %s) in its netpoller: %s", port, line)
+			}
+		}
+	}
+	if !held {
+		t.Errorf("the control plane does not hold the QUIC socket (port %s): a new data plane could not take it over", port)
 	}
 }
 

@@ -131,6 +131,9 @@ func killDataPlanes(env []string) {
 	}
 }
 
+// Pid is the process's ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Output returns everything the process printed so far.
 func (p *Process) Output() string {
 	p.mu.Lock()
