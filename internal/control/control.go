@@ -347,22 +347,24 @@ func (p *Plane) spawn() (*child, error) {
 			return nil, fmt.Errorf("listen on %s/udp: %w", p.addr, err)
 		}
 	}
-	var sockFile *os.File
+	var (
+		sockFile *os.File
+		local    *net.UDPAddr
+	)
 	if pc != nil {
-		if p.addr.Port == 0 {
-			p.addr = pc.LocalAddr().(*net.UDPAddr)
-		}
+		local = pc.LocalAddr().(*net.UDPAddr)
 		sockFile, err = pc.File()
 	} else {
-		if p.addr.Port == 0 {
-			p.addr = p.shared.addr
-		}
+		local = p.shared.addr
 		sockFile, err = p.shared.file()
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer sockFile.Close()
+	if p.addr.Port == 0 {
+		p.addr = local
+	}
 	fds, err := socketpair()
 	if err != nil {
 		return nil, err
