@@ -203,6 +203,9 @@ func (p *Plane) adoptAll(orphans []orphan) error {
 	if len(files) == 0 {
 		// Their server ran without BPF steering: supervise them as they
 		// are; a graceful restart then closes sessions, as it did there.
+		// Hold their one socket, as their server did, so that a data
+		// plane replacing them serves on it.
+		p.shared = p.adoptSocket(orphans[0])
 		if p.cfg.NoBPF {
 			p.log.Warn("BPF socket steering is off (--no-bpf): a graceful restart will close sessions and clients reconnect")
 		} else {
@@ -234,6 +237,36 @@ func (p *Plane) adoptAll(orphans []orphan) error {
 		}()
 	}
 	return nil
+}
+
+// adoptSocket takes a copy of the QUIC socket of an orphan that runs
+// without BPF steering. Without it (a data plane of an older quicport),
+// a replacement binds the port anew once the orphan is gone.
+func (p *Plane) adoptSocket(o orphan) *heldSocket {
+	_, files, err := dataplane.Call(o.path, dataplane.Request{Op: dataplane.OpSocket}, 5*time.Second)
+	if err == nil && len(files) != 1 {
+		err = fmt.Errorf("%d descriptors instead of one", len(files))
+	}
+	var h *heldSocket
+	if err == nil {
+		var pc net.PacketConn
+		if pc, err = net.FilePacketConn(files[0]); err == nil {
+			if l, ok := pc.(*net.UDPConn); ok {
+				h, err = holdSocket(l)
+			} else {
+				pc.Close()
+				err = fmt.Errorf("a %T, not a UDP socket", pc)
+			}
+		}
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		p.log.Warn("cannot hold the adopted data plane's socket: a data plane replacing it will bind the port anew", "pid", o.info.PID, "err", err)
+		return nil
+	}
+	return h
 }
 
 // watchAdopted notices an adopted data plane's exit (it is not our child,
@@ -298,19 +331,11 @@ type heldSocket struct {
 // of the descriptor and closes l.
 func holdSocket(l *net.UDPConn) (*heldSocket, error) {
 	defer l.Close()
-	h := &heldSocket{fd: -1, addr: l.LocalAddr().(*net.UDPAddr)}
-	raw, err := l.SyscallConn()
+	fd, err := dataplane.DupSocket(l)
 	if err != nil {
 		return nil, err
 	}
-	var dupErr error
-	if err := raw.Control(func(fd uintptr) { h.fd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
-	}
-	if dupErr != nil {
-		return nil, os.NewSyscallError("fcntl", dupErr)
-	}
-	return h, nil
+	return &heldSocket{fd: fd, addr: l.LocalAddr().(*net.UDPAddr)}, nil
 }
 
 // file returns a duplicate of the socket to hand to a data plane; the

@@ -35,6 +35,7 @@ const (
 	OpTakeOver = "take-over" // a remote forward's listening socket (Port, Protocol, Identity)
 	OpSteering = "steering"  // the BPF program and maps (none without BPF), for a control plane adopting this data plane
 	OpAdopt    = "adopt"     // a control plane supervises this data plane from now on
+	OpSocket   = "socket"    // the QUIC socket, for a control plane adopting a data plane that runs without BPF steering
 )
 
 // Operations on the control plane's socket.

@@ -11,9 +11,11 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/metrics"
 	"github.com/quicport/quicport/internal/proto"
@@ -308,6 +310,18 @@ func (p *plane) handle(req Request) (Response, []*os.File) {
 			return Response{Error: err.Error()}, nil
 		}
 		return Response{}, dups
+	case OpSocket:
+		// Without steering the control plane keeps a copy of the one
+		// socket, so that a data plane replacing this one (a crash, a
+		// forced restart) serves on it with no moment unbound.
+		if p.opt.Conn == nil {
+			return Response{Error: "a standalone data plane has no socket to share"}, nil
+		}
+		fd, err := DupSocket(p.opt.Conn)
+		if err != nil {
+			return Response{Error: err.Error()}, nil
+		}
+		return Response{}, []*os.File{os.NewFile(uintptr(fd), "quic-socket")}
 	case OpTakeOver:
 		f, err := p.srv.HandOver(req.Port, proto.Protocol(req.Protocol), req.Identity)
 		if err != nil {
@@ -339,4 +353,22 @@ func (p *plane) takeOver(port uint16, protocol proto.Protocol, identity string) 
 		}
 	}
 	return nil, errors.New("no draining data plane holds this forward")
+}
+
+// DupSocket returns a close-on-exec duplicate of c's descriptor, as a
+// bare descriptor outside Go's netpoller. Unlike c.File, it leaves c as it
+// is.
+func DupSocket(c syscall.Conn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := raw.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, os.NewSyscallError("fcntl", dupErr)
+	}
+	return fd, nil
 }

@@ -3,8 +3,10 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -419,28 +421,7 @@ func TestGracefulRestartWithoutBPF(t *testing.T) {
 // every datagram that arrives for the data plane.
 func checkHeldNotPolled(t *testing.T, pid int, port string) {
 	t.Helper()
-	want, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		t.Fatalf("port %q: %v", port, err)
-	}
-	sockets := map[uint64]bool{} // inodes of the UDP sockets on port
-	for _, table := range []string{"/proc/net/udp", "/proc/net/udp6"} {
-		b, err := os.ReadFile(table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 {
-				continue
-			}
-			_, hexPort, _ := strings.Cut(f[1], ":")
-			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && p == want {
-				ino, _ := strconv.ParseUint(f[9], 10, 64)
-				sockets[ino] = true
-			}
-		}
-	}
+	sockets := udpSockets(t, port)
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
@@ -475,6 +456,34 @@ func checkHeldNotPolled(t *testing.T, pid int, port string) {
 	if !held {
 		t.Errorf("the control plane does not hold the QUIC socket (port %s): a new data plane could not take it over", port)
 	}
+}
+
+// udpSockets returns the inodes of the UDP sockets bound to port.
+func udpSockets(t *testing.T, port string) map[uint64]bool {
+	t.Helper()
+	want, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		t.Fatalf("port %q: %v", port, err)
+	}
+	sockets := map[uint64]bool{}
+	for _, table := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && p == want {
+				ino, _ := strconv.ParseUint(f[9], 10, 64)
+				sockets[ino] = true
+			}
+		}
+	}
+	return sockets
 }
 
 // Without BPF steering, too, a server restart (SIGTERM, then start) keeps
@@ -512,6 +521,12 @@ func TestControlPlaneRestartWithoutBPF(t *testing.T) {
 	if status := ctl(t, env, "status"); !strings.Contains(status, testutil.Itoa(dp)) {
 		t.Errorf("ctl status after adoption:\n%s", status)
 	}
+	// The new control plane holds the adopted data plane's socket, so
+	// that the data plane replacing it serves on that same socket: the
+	// port is never unbound, and no other process can take it between.
+	_, port, _ := net.SplitHostPort(listen)
+	checkHeldNotPolled(t, cp2.Pid(), port)
+	socket := udpSockets(t, port)
 
 	ctl(t, env, "graceful-restart", "--force")
 	if newDP := dpPID(cp2, 1); newDP == dp {
@@ -524,6 +539,10 @@ func TestControlPlaneRestartWithoutBPF(t *testing.T) {
 	if err := testutil.EchoCheck(lpf, 1<<20, 5); err != nil {
 		t.Fatal(err)
 	}
+	if now := udpSockets(t, port); !maps.Equal(now, socket) {
+		t.Errorf("the new data plane serves on UDP socket(s) %v, not on the adopted one %v", slices.Collect(maps.Keys(now)), slices.Collect(maps.Keys(socket)))
+	}
+	checkHeldNotPolled(t, cp2.Pid(), port)
 }
 
 // A control plane that stops (SIGTERM) and is not started again: its data
