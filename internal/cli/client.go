@@ -22,6 +22,7 @@ func (a *app) clientCommand() *cobra.Command {
 		remoteSource, localDest string
 		localSource, remoteDest string
 		udp                     udpFlags
+		quicConns               int
 	)
 	cmd := &cobra.Command{
 		Use:   "client",
@@ -66,6 +67,9 @@ terminal asks to confirm its fingerprint; without a terminal pass
 			if err != nil {
 				return err
 			}
+			if err := checkQUICConnections(quicConns, fwd); err != nil {
+				return err
+			}
 			cfg, err := a.clientConfig(cmd, &f, "vps.example.com:39000", a.terminalPrompt())
 			if err != nil {
 				return err
@@ -74,6 +78,7 @@ terminal asks to confirm its fingerprint; without a terminal pass
 			warnArgv(cmd, log)
 			warnWeakPSK(log, cfg.Auth.PSK)
 			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Logger = udp.idle, udp.maxFlows, log
+			cfg.Sessions = quicConns
 			return client.Run(cmd.Context(), cfg)
 		},
 	}
@@ -83,8 +88,20 @@ terminal asks to confirm its fingerprint; without a terminal pass
 	fs.StringVarP(&localDest, "local-destination", "l", "", "remote forwarding: where connections go on this side, [ADDR:]PORT[/tcp|/udp]")
 	fs.StringVarP(&localSource, "local-source", "L", "", "local forwarding: where this client listens, [ADDR:]PORT[/tcp|/udp] (default address 127.0.0.1)")
 	fs.StringVarP(&remoteDest, "remote-destination", "R", "", "local forwarding: where connections go on the server's side, [ADDR:]PORT[/tcp|/udp]")
+	fs.IntVar(&quicConns, "quic-connections", 1, fmt.Sprintf("local TCP forwarding: spread connections over this many QUIC connections to the server (1 to %d), each new one on the QUIC connection carrying the fewest, so that a bulk transfer does not delay the others; each counts as a session against the server's --max-sessions-per-key", client.MaxSessions))
 	udp.register(cmd)
 	return cmd
+}
+
+// checkQUICConnections refuses a --quic-connections the forward cannot use.
+func checkQUICConnections(n int, f client.Forward) error {
+	switch {
+	case n < 1 || n > client.MaxSessions:
+		return usagef("--quic-connections %d: give 1 to %d", n, client.MaxSessions)
+	case n > 1 && (f.Remote || f.Source.Protocol == proto.UDP):
+		return usagef("--quic-connections %d: only a local TCP forward (-L/-R) spreads its connections over several QUIC connections; leave it at 1 for remote and UDP forwards", n)
+	}
+	return nil
 }
 
 // udpFlags tune UDP forwarding on the side that listens.

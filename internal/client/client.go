@@ -1,7 +1,8 @@
 // Package client is the quicport client: it connects to a server, checks the
 // server's certificate (TOFU) and key, authenticates, and runs one remote or
 // local port forward until the context ends, reconnecting when the session
-// is lost.
+// is lost. A local TCP forward may spread its connections over several
+// sessions (Config.Sessions), each reconnecting on its own.
 //
 // Failures that retrying cannot fix (bad credentials, a refused forward, an
 // untrusted server) end Run at once; IsPermanent tells them apart.
@@ -15,8 +16,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/proto"
@@ -100,7 +104,17 @@ type Config struct {
 	// ConnectWait bounds how long a local connection that arrives while
 	// the client is reconnecting waits for the tunnel (default 30 s).
 	ConnectWait time.Duration
-	// OnReady is called each time the forward is established (may be nil).
+	// Sessions is how many sessions (QUIC connections) a local TCP
+	// forward spreads its connections over, each new one going to the
+	// session that carries the fewest (default 1, at most MaxSessions).
+	// A QUIC connection processes its packets in order on one goroutine,
+	// so a bulk transfer delays every other connection on its session;
+	// on a session of their own they do not wait behind it. Each session
+	// counts against the server's per-key session limit, and other
+	// forwards must use 1.
+	Sessions int
+	// OnReady is called each time the forward is established, once for
+	// each of its sessions (may be nil).
 	OnReady func(Ready)
 	Logger  *slog.Logger
 }
@@ -118,10 +132,18 @@ func (c *Config) setDefaults() {
 	if c.ConnectWait == 0 {
 		c.ConnectWait = 30 * time.Second
 	}
+	if c.Sessions == 0 {
+		c.Sessions = 1
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
+
+// MaxSessions bounds Config.Sessions: more sessions than this add
+// handshakes and keep-alives without keeping more transfers apart on a
+// client's few cores.
+const MaxSessions = 8
 
 // DefaultLocalHost is where a local forward listens when its source names
 // only a port: loopback, so nothing is exposed by accident.
@@ -171,8 +193,8 @@ type client struct {
 	pc  *net.UDPConn // local UDP forwards: open for the whole Run
 
 	mu    sync.Mutex
-	cur   *session      // the established session, or nil
-	ready chan struct{} // closed when cur becomes non-nil
+	cur   []*session    // each session's established connection, nil while it connects
+	ready chan struct{} // closed while any of cur is non-nil
 
 	wg sync.WaitGroup // local-forward relays
 	bg sync.WaitGroup // sessions the server moved elsewhere, until they end
@@ -186,8 +208,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := tunnel.CheckStreamWindow(cfg.StreamWindow); err != nil {
 		return &permanentError{fmt.Errorf("client: %w", err)}
 	}
-	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()), ready: make(chan struct{})}
 	f := cfg.Forward
+	if err := checkSessions(cfg.Sessions, f); err != nil {
+		return &permanentError{fmt.Errorf("client: %w", err)}
+	}
+	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()),
+		cur: make([]*session, cfg.Sessions), ready: make(chan struct{})}
 	if !f.Remote && f.Source.Protocol == proto.UDP {
 		addr := f.Source.HostPort(DefaultLocalHost)
 		ua, err := net.ResolveUDPAddr("udp", addr)
@@ -225,66 +251,157 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Reconnect {
 		changed = watchNetwork(ctx, c.log)
 	}
-	return c.loop(ctx, c.once, changed)
+	if cfg.Sessions == 1 {
+		return c.loop(ctx, c.log, c.once(0), changed)
+	}
+	// Each session connects and reconnects on its own; the first to give
+	// up (a permanent failure, or out of attempts) ends them all.
+	c.log.Info("spreading connections over QUIC connections", "sessions", cfg.Sessions)
+	g, gctx := errgroup.WithContext(ctx)
+	for i, changed := range fanOut(gctx, changed, cfg.Sessions) {
+		log := c.log.With("session", i+1)
+		g.Go(func() error { return c.loop(gctx, log, c.once(i), changed) })
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
-// once runs one session: connect, then serve until it ends. established says
-// whether the forward was set up.
-func (c *client) once(ctx context.Context) (established bool, err error) {
-	s, err := c.connect(ctx)
-	if err != nil {
-		return false, err
+// checkSessions refuses a number of sessions the forward cannot use.
+func checkSessions(n int, f Forward) error {
+	switch {
+	case n < 1 || n > MaxSessions:
+		return fmt.Errorf("%d QUIC connections for one forward: give 1 to %d", n, MaxSessions)
+	case n > 1 && (f.Remote || f.Stdio != nil || f.Source.Protocol == proto.UDP):
+		return fmt.Errorf("%d QUIC connections: only a local TCP forward (-L/-R) spreads its connections over several; use 1 for this forward", n)
 	}
-	c.publish(s)
-	err = s.serve(ctx)
-	if !errors.Is(err, errMigrate) {
-		// A migrated session stays in use until the next one replaces it.
-		c.unpublish(s)
-	}
-	return true, err
+	return nil
 }
 
-// publish makes s the session new local connections use.
-func (c *client) publish(s *session) {
+// fanOut copies each report on changed to n channels, one per session, so
+// that every session's reconnect loop hears of a network change. A nil
+// changed gives n nil channels.
+func fanOut(ctx context.Context, changed <-chan struct{}, n int) []<-chan struct{} {
+	outs := make([]chan struct{}, n)
+	views := make([]<-chan struct{}, n)
+	if changed == nil {
+		return views
+	}
+	for i := range outs {
+		outs[i] = make(chan struct{}, 1)
+		views[i] = outs[i]
+	}
+	go func() {
+		for {
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+			for _, o := range outs {
+				select {
+				case o <- struct{}{}:
+				default: // one report waiting is as good as two
+				}
+			}
+		}
+	}()
+	return views
+}
+
+// once returns what runs one round of session i: connect, then serve
+// until it ends. established says whether the forward was set up.
+func (c *client) once(i int) func(ctx context.Context) (established bool, err error) {
+	return func(ctx context.Context) (bool, error) {
+		s, err := c.connect(ctx, i)
+		if err != nil {
+			return false, err
+		}
+		c.publish(i, s)
+		err = s.serve(ctx)
+		if !errors.Is(err, errMigrate) {
+			// A migrated session stays in use until the next one replaces it.
+			c.unpublish(s)
+		}
+		return true, err
+	}
+}
+
+// publish makes s session i's connection, which new local connections may
+// use.
+func (c *client) publish(i int, s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur == nil {
+	if !c.anyPublished() {
 		close(c.ready)
 	}
-	c.cur = s
+	c.cur[i] = s
 }
 
-// unpublish withdraws s if it is the current session: new local
-// connections wait for the next one.
+// anyPublished reports whether some session is published; c.mu is held.
+func (c *client) anyPublished() bool {
+	return slices.ContainsFunc(c.cur, func(s *session) bool { return s != nil })
+}
+
+// unpublish withdraws s if it is still its session's connection: new
+// local connections go to the other sessions or wait for the next one.
 func (c *client) unpublish(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur == s {
-		c.cur = nil
+	if c.cur[s.index] != s {
+		return
+	}
+	c.cur[s.index] = nil
+	if !c.anyPublished() {
 		c.ready = make(chan struct{})
 	}
 }
 
-// isCurrent reports whether s is the session new local connections use.
+// isCurrent reports whether s is a session new local connections use.
 func (c *client) isCurrent(s *session) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.cur == s
+	return c.cur[s.index] == s
 }
 
-// waitSession returns the established session, waiting until deadline for
-// one. A session whose connection has died is skipped.
+// leastBusy returns the live session carrying the fewest tunneled
+// connections (the first of equals), counting one more on it, or nil;
+// dead says whether a session whose connection has died is still
+// published. Counting here, not once the stream is open, spreads a burst
+// of connections too.
+func (c *client) leastBusy() (best *session, ready chan struct{}, dead bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.cur {
+		switch {
+		case s == nil:
+		case s.conn.Context().Err() != nil:
+			dead = true
+		case best == nil || s.active.Load() < best.active.Load():
+			best = s
+		}
+	}
+	if best != nil {
+		best.active.Add(1)
+	}
+	return best, c.ready, dead
+}
+
+// waitSession returns the established session carrying the fewest
+// tunneled connections, counting conn on it (the caller subtracts it
+// again), and waits until deadline for one. A session whose connection
+// has died is skipped.
 func (c *client) waitSession(ctx context.Context, deadline time.Time) *session {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
-		c.mu.Lock()
-		s, ready := c.cur, c.ready
-		c.mu.Unlock()
-		if s != nil && s.conn.Context().Err() == nil {
+		s, ready, dead := c.leastBusy()
+		if s != nil {
 			return s
 		}
-		if s != nil {
+		if dead {
 			// Dead but not yet unpublished: check again shortly.
 			ready = nil
 		}
@@ -320,7 +437,9 @@ func (c *client) acceptLocal(ctx context.Context) {
 					conn.Close()
 					return
 				}
-				if s.relayLocal(ctx, conn.(*net.TCPConn)) {
+				ok := s.relayLocal(ctx, conn.(*net.TCPConn))
+				s.active.Add(-1)
+				if ok {
 					return
 				}
 				// The session died before the stream opened: try the next.

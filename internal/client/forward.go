@@ -30,6 +30,8 @@ func (s *session) acceptStreams(ctx context.Context) {
 }
 
 func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	abort := func(code quic.StreamErrorCode) {
 		st.CancelRead(code)
 		st.CancelWrite(code)
@@ -67,7 +69,8 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 
 // relayLocal carries one local connection (or stdio) to the server. It
 // reports false, leaving conn open, when no stream could be opened: the
-// session died, and the caller may try the next one.
+// session died, and the caller may try the next one. The caller counts
+// conn in s.active while relayLocal runs (waitSession does).
 func (s *session) relayLocal(ctx context.Context, conn tunnel.Conn) bool {
 	st, id, err := s.openStream(ctx, proto.TCP)
 	if err != nil {
@@ -104,8 +107,6 @@ func (s *session) openStream(ctx context.Context, protocol proto.Protocol) (*qui
 }
 
 func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn tunnel.Conn, st *quic.Stream) error {
-	s.active.Add(1)
-	defer s.active.Add(-1)
 	log.Debug("connection open")
 	stats, err := tunnel.Relay(conn, st, tunnel.Counters{})
 	reason := proto.ReasonNormal

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -33,7 +34,8 @@ const (
 // wait early, after networkSettle, and starts the backoff over: the client
 // comes back as soon as the laptop is online again, not up to a minute
 // later. Within networkQuiet of such an early attempt, changes are ignored.
-func (c *client) loop(ctx context.Context, once func(context.Context) (bool, error), changed <-chan struct{}) error {
+// log says what is happening.
+func (c *client) loop(ctx context.Context, log *slog.Logger, once func(context.Context) (bool, error), changed <-chan struct{}) error {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.ReconnectDelay,
 		RandomizationFactor: 0.2,
@@ -74,12 +76,12 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 			return fmt.Errorf("giving up after %d reconnection attempts: %w", c.cfg.MaxAttempts, err)
 		}
 		delay := min(b.NextBackOff(), MaxReconnectDelay)
-		c.log.Warn("tunnel down; reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", failures, "err", err.Error())
+		log.Warn("tunnel down; reconnecting", "in", delay.Round(time.Millisecond).String(), "attempt", failures, "err", err.Error())
 		watch := changed
 		if time.Since(lastEarly) < networkQuiet {
 			watch = nil
 		}
-		early, ok := c.wait(ctx, delay, watch)
+		early, ok := c.wait(ctx, log, delay, watch)
 		if !ok {
 			return nil
 		}
@@ -94,7 +96,7 @@ func (c *client) loop(ctx context.Context, once func(context.Context) (bool, err
 // sooner. It reports whether a change cut the wait short, and false in ok
 // if ctx ended first. Only changes during the wait count: one from before
 // it came before the attempt that just failed.
-func (c *client) wait(ctx context.Context, delay time.Duration, changed <-chan struct{}) (early, ok bool) {
+func (c *client) wait(ctx context.Context, log *slog.Logger, delay time.Duration, changed <-chan struct{}) (early, ok bool) {
 	select {
 	case <-changed:
 	default:
@@ -109,7 +111,7 @@ func (c *client) wait(ctx context.Context, delay time.Duration, changed <-chan s
 		case <-changed:
 			changed = nil // the rest of the burst changes nothing
 			if time.Until(deadline) > networkSettle {
-				c.log.Info("the network changed; reconnecting", "in", networkSettle.String())
+				log.Info("the network changed; reconnecting", "in", networkSettle.String())
 				timer.Reset(networkSettle)
 				early = true
 			}

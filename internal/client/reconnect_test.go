@@ -41,7 +41,7 @@ func TestBackoffGrowsToCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newClient(Config{Reconnect: true, ReconnectDelay: time.Second, MaxAttempts: 12})
 		var a attempts
-		err := c.loop(t.Context(), a.once, nil)
+		err := c.loop(t.Context(), c.log, a.once, nil)
 		if err == nil || !strings.Contains(err.Error(), "giving up after 12 reconnection attempts") {
 			t.Fatalf("loop error = %v", err)
 		}
@@ -72,7 +72,7 @@ func TestBackoffResetsAfterSession(t *testing.T) {
 			results: []error{errDown, errDown, errDown, ErrServerClosed},
 			up:      []bool{false, false, false, true},
 		}
-		c.loop(t.Context(), a.once, nil)
+		c.loop(t.Context(), c.log, a.once, nil)
 		if gap := a.at[4].Sub(a.at[3]); gap > 1200*time.Millisecond {
 			t.Errorf("wait after an established session = %v, want about 1s", gap)
 		}
@@ -93,7 +93,7 @@ func TestPermanentErrorsAreNotRetried(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c := newClient(Config{Reconnect: true})
 			a := attempts{results: []error{err}, up: []bool{false}}
-			if got := c.loop(t.Context(), a.once, nil); got != err || len(a.at) != 1 {
+			if got := c.loop(t.Context(), c.log, a.once, nil); got != err || len(a.at) != 1 {
 				t.Errorf("%v: loop returned %v after %d attempts, want it at once", err, got, len(a.at))
 			}
 		})
@@ -107,7 +107,7 @@ func TestPortInUseRetriedOnlyAfterSession(t *testing.T) {
 		inUse := &ForwardError{Status: proto.StatusPortInUse}
 		c := newClient(Config{Reconnect: true, MaxAttempts: 3})
 		a := attempts{results: []error{ErrServerClosed, inUse, inUse}, up: []bool{true, false, false}}
-		err := c.loop(t.Context(), a.once, nil)
+		err := c.loop(t.Context(), c.log, a.once, nil)
 		if len(a.at) != 4 || !strings.Contains(err.Error(), "giving up") {
 			t.Errorf("%d attempts, error %v; want port-in-use retried until the attempts run out", len(a.at), err)
 		}
@@ -118,7 +118,7 @@ func TestReconnectOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newClient(Config{Reconnect: false})
 		a := attempts{results: []error{ErrServerClosed}, up: []bool{true}}
-		if err := c.loop(t.Context(), a.once, nil); !errors.Is(err, ErrServerClosed) || len(a.at) != 1 {
+		if err := c.loop(t.Context(), c.log, a.once, nil); !errors.Is(err, ErrServerClosed) || len(a.at) != 1 {
 			t.Errorf("loop = %v after %d attempts", err, len(a.at))
 		}
 	})
@@ -137,7 +137,7 @@ func TestNetworkChangeEndsTheWait(t *testing.T) {
 			time.Sleep(40 * time.Second) // within the second wait (~60 s)
 			changed <- struct{}{}
 		}()
-		c.loop(t.Context(), a.once, changed)
+		c.loop(t.Context(), c.log, a.once, changed)
 		if len(a.at) != 3 {
 			t.Fatalf("%d attempts, want 1 + 2 retries", len(a.at))
 		}
@@ -162,7 +162,7 @@ func TestNetworkChangeResetsTheBackoff(t *testing.T) {
 			time.Sleep(45 * time.Second)
 			changed <- struct{}{}
 		}()
-		c.loop(t.Context(), a.once, changed)
+		c.loop(t.Context(), c.log, a.once, changed)
 		if len(a.at) != 6 {
 			t.Fatalf("%d attempts, want 1 + 5 retries", len(a.at))
 		}
@@ -185,7 +185,7 @@ func TestNetworkChangesAreIgnoredRightAfterAnEarlyAttempt(t *testing.T) {
 			time.Sleep(3 * time.Second) // 2 s into the second wait: ignored
 			changed <- struct{}{}
 		}()
-		c.loop(t.Context(), a.once, changed)
+		c.loop(t.Context(), c.log, a.once, changed)
 		if len(a.at) != 3 {
 			t.Fatalf("%d attempts, want 1 + 2 retries", len(a.at))
 		}

@@ -21,6 +21,7 @@ import (
 // session is one authenticated QUIC connection carrying the forward.
 type session struct {
 	c       *client
+	index   int // which of the client's Config.Sessions this is
 	log     *slog.Logger
 	udp     *net.UDPConn
 	tr      *quic.Transport
@@ -30,7 +31,7 @@ type session struct {
 	wg      sync.WaitGroup // remote-forward relays
 
 	stdioFailed atomic.Bool  // the stdio relay ended with an error
-	active      atomic.Int64 // tunneled connections this session carries
+	active      atomic.Int64 // tunneled connections this session carries or was given
 }
 
 // errMigrate means the server asked for the forward on a fresh connection
@@ -38,10 +39,13 @@ type session struct {
 // goes on in the background until its connections have ended.
 var errMigrate = errors.New("server asked to move the forward to a new connection")
 
-// connect dials the server, authenticates and sets up the forward. On error
-// everything it opened is closed again.
-func (c *client) connect(ctx context.Context) (_ *session, err error) {
-	s := &session{c: c, log: c.log}
+// connect dials the server, authenticates and sets up the forward as
+// session i. On error everything it opened is closed again.
+func (c *client) connect(ctx context.Context, i int) (_ *session, err error) {
+	s := &session{c: c, index: i, log: c.log}
+	if c.cfg.Sessions > 1 {
+		s.log = c.log.With("session", i+1)
+	}
 	if err := s.dial(ctx); err != nil {
 		return nil, err
 	}
@@ -136,6 +140,8 @@ func (s *session) serve(ctx context.Context) (err error) {
 		go func() {
 			defer s.wg.Done()
 			defer close(stdioDone)
+			s.active.Add(1)
+			defer s.active.Add(-1)
 			if !s.relayLocal(connCtx, st) {
 				s.stdioFailed.Store(true)
 				st.Close()

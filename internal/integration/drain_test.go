@@ -106,7 +106,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	addr := old.AddrString()
 
 	echo := testutil.EchoServer(t)
-	var rpfReady, lpfReady atomic.Int32
+	var rpfReady, lpfReady, lpf2Ready atomic.Int32
 	port := testutil.FreePort(t)
 	rpf := testutil.StartClient(t, client.Config{
 		Server: addr, Auth: cr.client, TOFU: testutil.KnownHosts(t), Reconnect: true,
@@ -118,12 +118,20 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
 		OnReady: func(client.Ready) { lpfReady.Add(1) },
 	})
-	rpfEntry, lpfEntry := entryOf(t, rpf, true), entryOf(t, lpf, false)
+	// A local forward over two sessions: each moves on its own.
+	lpf2 := testutil.StartClient(t, client.Config{
+		Server: addr, Auth: cr.client, TOFU: testutil.KnownHosts(t), Reconnect: true, Sessions: 2,
+		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+		OnReady: func(client.Ready) { lpf2Ready.Add(1) },
+	})
+	rpfEntry, lpfEntry, lpf2Entry := entryOf(t, rpf, true), entryOf(t, lpf, false), entryOf(t, lpf2, false)
+	waitFor(t, func() bool { return lpf2Ready.Load() == 2 }, "both sessions of the two-session forward")
 
-	idle := idleConns(t, 20, lpfEntry, rpfEntry)
+	idle := idleConns(t, 21, lpfEntry, rpfEntry, lpf2Entry)
 	stopProbe := prober(rpfEntry)
-	transfers := make(chan error, 2)
-	for i, entry := range []string{lpfEntry, rpfEntry} {
+	entries := []string{lpfEntry, rpfEntry, lpf2Entry}
+	transfers := make(chan error, len(entries))
+	for i, entry := range entries {
 		go func() { transfers <- testutil.EchoCheck(entry, 64<<20, uint64(i)) }()
 	}
 	time.Sleep(300 * time.Millisecond) // the transfers are under way
@@ -136,12 +144,12 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	}
 	old.Drain()
 
-	for range 2 {
+	for range entries {
 		if err := <-transfers; err != nil {
 			t.Fatalf("transfer across the restart: %v", err)
 		}
 	}
-	waitFor(t, func() bool { return rpfReady.Load() == 2 && lpfReady.Load() == 2 }, "both clients to set their forwards up on the new server")
+	waitFor(t, func() bool { return rpfReady.Load() == 2 && lpfReady.Load() == 2 && lpf2Ready.Load() == 4 }, "every client to set its forwards up on the new server")
 	for _, c := range idle {
 		echoOnce(t, c, "after")
 	}
@@ -160,7 +168,7 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 		t.Fatalf("the drained server still serves %d sessions after its last connection ended", old.Stats().SessionsActive)
 	}
 	// New connections go through the new server.
-	for _, entry := range []string{lpfEntry, rpfEntry} {
+	for _, entry := range entries {
 		if err := testutil.EchoCheck(entry, 1<<20, 9); err != nil {
 			t.Fatalf("after the restart: %v", err)
 		}
