@@ -217,6 +217,15 @@ func (e *env) quicportPath(name, server string, remote bool, flags ...string) *p
 	return p
 }
 
+// twoConnections is quicport LPF with --quic-connections 2: each
+// tunneled connection on the less busy of two QUIC connections, so a ping
+// does not queue behind a bulk transfer's packets.
+func (e *env) twoConnections(server string) *path {
+	p := e.quicportPath(quicportRows[2], server, false, "--quic-connections", "2")
+	p.manyConns = true
+	return p
+}
+
 // rawQUIC runs the bare quic-go forwarder; its server listens on ip:port and
 // runs with prefix (a command that runs it in another network namespace).
 // Port 0 picks a free one on loopback.

@@ -44,7 +44,7 @@ func (e *env) fairnessTable(o options) (string, error) {
 			rootFor: "network namespaces and a qdisc", creates: "the fairness scenario creates a network namespace and a qdisc",
 			host: link.host,
 		}, func(far *farHost, paths []*path) (err error) {
-			table, err = fairnessRows(o, far, paths, d)
+			table, err = fairnessRows(o, far, oneFlow(paths), d)
 			return err
 		})
 		if err != nil {

@@ -39,7 +39,7 @@ func (e *env) wanTable(o options) (string, error) {
 				return err
 			}
 		}
-		table = wanRows(o, far, paths, pings, setupsN)
+		table = wanRows(o, far, oneFlow(paths), pings, setupsN)
 		return nil
 	})
 	if skip != "" {
