@@ -67,8 +67,8 @@ terminal asks to confirm its fingerprint; without a terminal pass
 			if err != nil {
 				return err
 			}
-			if err := checkQUICConnections(quicConns, fwd); err != nil {
-				return err
+			if err := client.CheckSessions(quicConns, fwd); err != nil {
+				return usagef("--quic-connections %d: %v", quicConns, err)
 			}
 			cfg, err := a.clientConfig(cmd, &f, "vps.example.com:39000", a.terminalPrompt())
 			if err != nil {
@@ -91,17 +91,6 @@ terminal asks to confirm its fingerprint; without a terminal pass
 	fs.IntVar(&quicConns, "quic-connections", 1, fmt.Sprintf("local TCP forwarding: spread connections over this many QUIC connections to the server (1 to %d), each new one on the QUIC connection carrying the fewest, so that a bulk transfer does not delay the others; each counts as a session against the server's --max-sessions-per-key", client.MaxSessions))
 	udp.register(cmd)
 	return cmd
-}
-
-// checkQUICConnections refuses a --quic-connections the forward cannot use.
-func checkQUICConnections(n int, f client.Forward) error {
-	switch {
-	case n < 1 || n > client.MaxSessions:
-		return usagef("--quic-connections %d: give 1 to %d", n, client.MaxSessions)
-	case n > 1 && (f.Remote || f.Source.Protocol == proto.UDP):
-		return usagef("--quic-connections %d: only a local TCP forward (-L/-R) spreads its connections over several QUIC connections; leave it at 1 for remote and UDP forwards", n)
-	}
-	return nil
 }
 
 // udpFlags tune UDP forwarding on the side that listens.

@@ -209,8 +209,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return &permanentError{fmt.Errorf("client: %w", err)}
 	}
 	f := cfg.Forward
-	if err := checkSessions(cfg.Sessions, f); err != nil {
-		return &permanentError{fmt.Errorf("client: %w", err)}
+	if err := CheckSessions(cfg.Sessions, f); err != nil {
+		return &permanentError{fmt.Errorf("client: %d QUIC connections: %w", cfg.Sessions, err)}
 	}
 	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()),
 		cur: make([]*session, cfg.Sessions), ready: make(chan struct{})}
@@ -269,13 +269,14 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// checkSessions refuses a number of sessions the forward cannot use.
-func checkSessions(n int, f Forward) error {
+// CheckSessions refuses a number of sessions (Config.Sessions, where Run
+// takes 0 for 1) that the forward cannot use, saying what it can.
+func CheckSessions(n int, f Forward) error {
 	switch {
 	case n < 1 || n > MaxSessions:
-		return fmt.Errorf("%d QUIC connections for one forward: give 1 to %d", n, MaxSessions)
+		return fmt.Errorf("give 1 to %d", MaxSessions)
 	case n > 1 && (f.Remote || f.Stdio != nil || f.Source.Protocol == proto.UDP):
-		return fmt.Errorf("%d QUIC connections: only a local TCP forward (-L/-R) spreads its connections over several; use 1 for this forward", n)
+		return errors.New("only a local TCP forward (-L/-R) spreads its connections over several QUIC connections; leave it at 1 for remote and UDP forwards")
 	}
 	return nil
 }
