@@ -197,3 +197,31 @@ func TestNetworkChangesAreIgnoredRightAfterAnEarlyAttempt(t *testing.T) {
 		}
 	})
 }
+
+// Every session's loop hears of a network change, and a burst of changes
+// never blocks the watcher.
+func TestFanOutReachesEverySession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		changed := make(chan struct{})
+		outs := fanOut(t.Context(), changed, 3)
+		for range 5 { // a burst: more than each buffer holds
+			changed <- struct{}{}
+		}
+		synctest.Wait()
+		for i, o := range outs {
+			select {
+			case <-o:
+			default:
+				t.Errorf("session %d did not hear of the change", i+1)
+			}
+			select {
+			case <-o:
+				t.Errorf("session %d heard of one burst twice", i+1)
+			default:
+			}
+		}
+		if got := fanOut(t.Context(), nil, 2); got[0] != nil || got[1] != nil {
+			t.Error("a client that does not watch the network got channels to wait on")
+		}
+	})
+}
