@@ -391,9 +391,9 @@ func (c *client) leastBusy() (best *session, ready chan struct{}, dead bool) {
 }
 
 // waitSession returns the established session carrying the fewest
-// tunneled connections, counting conn on it (the caller subtracts it
-// again), and waits until deadline for one. A session whose connection
-// has died is skipped.
+// tunneled connections, counting one more on it (the caller subtracts it
+// when its connection is done), waiting until deadline for one. A session
+// whose connection has died is skipped.
 func (c *client) waitSession(ctx context.Context, deadline time.Time) *session {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
