@@ -302,10 +302,7 @@ func fanOut(ctx context.Context, changed <-chan struct{}, n int) []<-chan struct
 				return
 			}
 			for _, o := range outs {
-				select {
-				case o <- struct{}{}:
-				default: // one report waiting is as good as two
-				}
+				signal(o)
 			}
 		}
 	}()

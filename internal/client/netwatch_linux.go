@@ -58,11 +58,3 @@ func watchNetwork(ctx context.Context, log *slog.Logger) <-chan struct{} {
 	}()
 	return changed
 }
-
-// signal sends on c unless a report is already waiting there.
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}

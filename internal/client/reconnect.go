@@ -121,6 +121,15 @@ func (c *client) wait(ctx context.Context, log *slog.Logger, delay time.Duration
 	}
 }
 
+// signal sends on c unless a report is already waiting there: one report
+// waiting is as good as two.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
 func portInUse(err error) bool {
 	var fe *ForwardError
 	return errors.As(err, &fe) && fe.Status == proto.StatusPortInUse
