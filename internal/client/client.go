@@ -252,7 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 		changed = watchNetwork(ctx, c.log)
 	}
 	if cfg.Sessions == 1 {
-		return c.loop(ctx, c.log, c.once(0), changed)
+		return c.loop(ctx, c.log, c.once(0, c.log), changed)
 	}
 	// Each session connects and reconnects on its own; the first to give
 	// up (a permanent failure, or out of attempts) ends them all.
@@ -260,7 +260,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for i, changed := range fanOut(gctx, changed, cfg.Sessions) {
 		log := c.log.With("session", i+1)
-		g.Go(func() error { return c.loop(gctx, log, c.once(i), changed) })
+		g.Go(func() error { return c.loop(gctx, log, c.once(i, log), changed) })
 	}
 	err := g.Wait()
 	if ctx.Err() != nil {
@@ -309,11 +309,12 @@ func fanOut(ctx context.Context, changed <-chan struct{}, n int) []<-chan struct
 	return views
 }
 
-// once returns what runs one round of session i: connect, then serve
-// until it ends. established says whether the forward was set up.
-func (c *client) once(i int) func(ctx context.Context) (established bool, err error) {
+// once returns what runs one round of session i, logging to log:
+// connect, then serve until it ends. established says whether the forward
+// was set up.
+func (c *client) once(i int, log *slog.Logger) func(ctx context.Context) (established bool, err error) {
 	return func(ctx context.Context) (bool, error) {
-		s, err := c.connect(ctx, i)
+		s, err := c.connect(ctx, i, log)
 		if err != nil {
 			return false, err
 		}

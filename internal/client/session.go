@@ -40,12 +40,10 @@ type session struct {
 var errMigrate = errors.New("server asked to move the forward to a new connection")
 
 // connect dials the server, authenticates and sets up the forward as
-// session i. On error everything it opened is closed again.
-func (c *client) connect(ctx context.Context, i int) (_ *session, err error) {
-	s := &session{c: c, index: i, log: c.log}
-	if c.cfg.Sessions > 1 {
-		s.log = c.log.With("session", i+1)
-	}
+// session i, logging to log. On error everything it opened is closed
+// again.
+func (c *client) connect(ctx context.Context, i int, log *slog.Logger) (_ *session, err error) {
+	s := &session{c: c, index: i, log: log}
 	if err := s.dial(ctx); err != nil {
 		return nil, err
 	}
