@@ -88,7 +88,7 @@ terminal asks to confirm its fingerprint; without a terminal pass
 	fs.StringVarP(&localDest, "local-destination", "l", "", "remote forwarding: where connections go on this side, [ADDR:]PORT[/tcp|/udp]")
 	fs.StringVarP(&localSource, "local-source", "L", "", "local forwarding: where this client listens, [ADDR:]PORT[/tcp|/udp] (default address 127.0.0.1)")
 	fs.StringVarP(&remoteDest, "remote-destination", "R", "", "local forwarding: where connections go on the server's side, [ADDR:]PORT[/tcp|/udp]")
-	fs.IntVar(&quicConns, "quic-connections", 1, fmt.Sprintf("local TCP forwarding: spread connections over this many QUIC connections to the server (1 to %d), each new one on the QUIC connection carrying the fewest, so that a bulk transfer does not delay the others; each counts as a session against the server's --max-sessions-per-key", client.MaxSessions))
+	fs.IntVar(&quicConns, "quic-connections", 1, fmt.Sprintf("TCP forwarding: spread connections over this many QUIC connections to the server (1 to %d), each new one on the QUIC connection carrying the fewest, so that a bulk transfer does not delay the others; a remote forward needs a fixed port and a server of this version; each counts as a session against the server's --max-sessions-per-key", client.MaxSessions))
 	udp.register(cmd)
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -104,14 +105,17 @@ type Config struct {
 	// ConnectWait bounds how long a local connection that arrives while
 	// the client is reconnecting waits for the tunnel (default 30 s).
 	ConnectWait time.Duration
-	// Sessions is how many sessions (QUIC connections) a local TCP
-	// forward spreads its connections over, each new one going to the
-	// session that carries the fewest (default 1, at most MaxSessions).
-	// A QUIC connection processes its packets in order on one goroutine,
-	// so a bulk transfer delays every other connection on its session;
-	// on a session of their own they do not wait behind it. Each session
-	// counts against the server's per-key session limit, and other
-	// forwards must use 1.
+	// Sessions is how many sessions (QUIC connections) a TCP forward
+	// spreads its connections over, each new one going to the session
+	// that carries the fewest (default 1, at most MaxSessions). A local
+	// forward places its connections itself; a remote forward's sessions
+	// share the server's port (a shared RemoteForwardRequest), and the
+	// server places them. A QUIC connection processes its packets in
+	// order on one goroutine, so a bulk transfer delays every other
+	// connection on its session; on a session of their own they do not
+	// wait behind it. Each session counts against the server's per-key
+	// session limit; UDP forwards and stdio must use 1, and a remote
+	// forward needs a fixed port.
 	Sessions int
 	// OnReady is called each time the forward is established, once for
 	// each of its sessions (may be nil).
@@ -196,6 +200,11 @@ type client struct {
 	cur   []*session    // each session's established connection, nil while it connects
 	ready chan struct{} // closed while any of cur is non-nil
 
+	// token names this Run to the server when a remote forward's sessions
+	// share its port: a restarted client, or another with the same
+	// credentials, has another and does not join them.
+	token uint64
+
 	wg sync.WaitGroup // local-forward relays
 	bg sync.WaitGroup // sessions the server moved elsewhere, until they end
 }
@@ -213,7 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return &permanentError{fmt.Errorf("client: %d QUIC connections: %w", cfg.Sessions, err)}
 	}
 	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()),
-		cur: make([]*session, cfg.Sessions), ready: make(chan struct{})}
+		cur: make([]*session, cfg.Sessions), ready: make(chan struct{}), token: rand.Uint64()}
 	if !f.Remote && f.Source.Protocol == proto.UDP {
 		addr := f.Source.HostPort(DefaultLocalHost)
 		ua, err := net.ResolveUDPAddr("udp", addr)
@@ -275,8 +284,10 @@ func CheckSessions(n int, f Forward) error {
 	switch {
 	case n < 1 || n > MaxSessions:
 		return fmt.Errorf("give 1 to %d", MaxSessions)
-	case n > 1 && (f.Remote || f.Stdio != nil || f.Source.Protocol == proto.UDP):
-		return errors.New("only a local TCP forward (-L/-R) spreads its connections over several QUIC connections; leave it at 1 for remote and UDP forwards")
+	case n > 1 && (f.Stdio != nil || f.Source.Protocol == proto.UDP):
+		return errors.New("only a TCP forward (-L/-R or -r/-l) spreads its connections over several QUIC connections; leave it at 1 for UDP forwards and ssh-proxy")
+	case n > 1 && f.Remote && f.Source.Port == 0:
+		return errors.New("a remote forward shared by several QUIC connections needs a fixed server port; give -r a port other than 0")
 	}
 	return nil
 }

@@ -22,7 +22,9 @@ func TestCheckSessions(t *testing.T) {
 		{"the most, local TCP", MaxSessions, local, true},
 		{"none", 0, local, false},
 		{"too many", MaxSessions + 1, local, false},
-		{"two, remote", 2, Forward{Remote: true}, false},
+		{"two, remote TCP", 2, Forward{Remote: true, Source: proto.Addr{Port: 9022, Protocol: proto.TCP}}, true},
+		{"two, remote on port 0", 2, Forward{Remote: true, Source: proto.Addr{Protocol: proto.TCP}}, false},
+		{"two, remote UDP", 2, Forward{Remote: true, Source: proto.Addr{Port: 53, Protocol: proto.UDP}}, false},
 		{"two, local UDP", 2, Forward{Source: proto.Addr{Port: 53, Protocol: proto.UDP}}, false},
 		{"two, stdio", 2, Forward{Stdio: stdio}, false},
 	} {

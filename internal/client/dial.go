@@ -280,7 +280,8 @@ func (s *session) requestForward(ctx context.Context, ctrl *quic.Stream) (Ready,
 	f := s.c.cfg.Forward
 	var req proto.Message
 	if f.Remote {
-		req = proto.RemoteForwardRequest{Port: f.Source.Port, Protocol: f.Source.Protocol, LocalDestination: f.Dest.String()}
+		req = proto.RemoteForwardRequest{Port: f.Source.Port, Protocol: f.Source.Protocol, LocalDestination: f.Dest.String(),
+			Shared: s.c.cfg.Sessions > 1, Token: s.c.token}
 	} else {
 		req = proto.LocalForwardRequest{Protocol: f.Dest.Protocol, Destination: f.Dest.HostPort(DefaultDestHost), LocalSource: f.Source.String()}
 	}

@@ -106,8 +106,8 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 	addr := old.AddrString()
 
 	echo := testutil.EchoServer(t)
-	var rpfReady, lpfReady, lpf2Ready atomic.Int32
-	port := testutil.FreePort(t)
+	var rpfReady, lpfReady, lpf2Ready, rpf2Ready atomic.Int32
+	port, port2 := testutil.FreePort(t), testutil.FreePort(t)
 	rpf := testutil.StartClient(t, client.Config{
 		Server: addr, Auth: cr.client, TOFU: testutil.KnownHosts(t), Reconnect: true,
 		Forward: client.Forward{Remote: true, Source: mustAddr(t, testutil.Itoa(port)), Dest: mustAddr(t, echo)},
@@ -124,12 +124,19 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 		Forward: client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
 		OnReady: func(client.Ready) { lpf2Ready.Add(1) },
 	})
-	rpfEntry, lpfEntry, lpf2Entry := entryOf(t, rpf, true), entryOf(t, lpf, false), entryOf(t, lpf2, false)
-	waitFor(t, func() bool { return lpf2Ready.Load() == 2 }, "both sessions of the two-session forward")
+	// A remote forward whose two sessions share the port: the new data
+	// plane takes the port over for the first to move, the second joins.
+	rpf2 := testutil.StartClient(t, client.Config{
+		Server: addr, Auth: cr.client, TOFU: testutil.KnownHosts(t), Reconnect: true, Sessions: 2,
+		Forward: client.Forward{Remote: true, Source: mustAddr(t, testutil.Itoa(port2)), Dest: mustAddr(t, echo)},
+		OnReady: func(client.Ready) { rpf2Ready.Add(1) },
+	})
+	rpfEntry, lpfEntry, lpf2Entry, rpf2Entry := entryOf(t, rpf, true), entryOf(t, lpf, false), entryOf(t, lpf2, false), entryOf(t, rpf2, true)
+	waitFor(t, func() bool { return lpf2Ready.Load() == 2 && rpf2Ready.Load() == 2 }, "both sessions of the two-session forwards")
 
-	idle := idleConns(t, 21, lpfEntry, rpfEntry, lpf2Entry)
-	stopProbe := prober(rpfEntry)
-	entries := []string{lpfEntry, rpfEntry, lpf2Entry}
+	idle := idleConns(t, 24, lpfEntry, rpfEntry, lpf2Entry, rpf2Entry)
+	stopProbe, stopProbe2 := prober(rpfEntry), prober(rpf2Entry)
+	entries := []string{lpfEntry, rpfEntry, lpf2Entry, rpf2Entry}
 	transfers := make(chan error, len(entries))
 	for i, entry := range entries {
 		go func() { transfers <- testutil.EchoCheck(entry, 64<<20, uint64(i)) }()
@@ -149,16 +156,20 @@ func TestDrainMovesClientsWithoutLoss(t *testing.T) {
 			t.Fatalf("transfer across the restart: %v", err)
 		}
 	}
-	waitFor(t, func() bool { return rpfReady.Load() == 2 && lpfReady.Load() == 2 && lpf2Ready.Load() == 4 }, "every client to set its forwards up on the new server")
+	waitFor(t, func() bool {
+		return rpfReady.Load() == 2 && lpfReady.Load() == 2 && lpf2Ready.Load() == 4 && rpf2Ready.Load() == 4
+	}, "every client to set its forwards up on the new server")
 	for _, c := range idle {
 		echoOnce(t, c, "after")
 	}
 	time.Sleep(200 * time.Millisecond) // probes after the hand-over
-	ok, failed := stopProbe()
-	if failed > 0 {
-		t.Fatalf("the remote port failed %d of %d probes during the restart", failed, ok+failed)
+	for i, stop := range []func() (int, int){stopProbe, stopProbe2} {
+		ok, failed := stop()
+		if failed > 0 {
+			t.Fatalf("remote port %d failed %d of %d probes during the restart", i+1, failed, ok+failed)
+		}
+		t.Logf("%d probes of remote port %d, none failed", ok, i+1)
 	}
-	t.Logf("%d probes of the remote port, none failed", ok)
 	for _, c := range idle {
 		c.Close()
 	}

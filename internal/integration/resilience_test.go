@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -364,10 +365,16 @@ func TestSignals(t *testing.T) {
 // on its first attempt, long before the old session's idle timeout: the
 // server sees that the old session's client no longer answers and hands its
 // port over. A client whose holder still answers is refused, and the holder
-// keeps its port.
+// keeps its port. With two QUIC connections sharing the port, the same
+// holds for both: a rival is refused while either answers, and both are
+// closed when the killed client's successor takes the port.
 func TestKilledClientsPortIsTakenOver(t *testing.T) {
-	for _, protocol := range []string{"tcp", "udp"} {
-		t.Run(protocol, func(t *testing.T) {
+	for _, name := range []string{"tcp", "udp", "tcp-shared"} {
+		protocol, sessions := strings.TrimSuffix(name, "-shared"), "1"
+		if protocol != name {
+			sessions = "2"
+		}
+		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			env := []string{"XDG_CONFIG_HOME=" + dir + "/config", "XDG_DATA_HOME=" + dir + "/data", "XDG_STATE_HOME=" + dir + "/state", "QUICPORT_PSK=takeover-test-psk"}
 			// An idle timeout far longer than the test: only the take-over can free the port.
@@ -381,7 +388,8 @@ func TestKilledClientsPortIsTakenOver(t *testing.T) {
 			}
 			rpf := func() *testutil.Process {
 				return testutil.StartProcess(t, quicportBin, env, "client", "-s", listen, "--accept-new-host",
-					"-r", port+"/"+protocol, "-l", echo+"/"+protocol, "--quic-idle-timeout", "120", "--reconnect-delay", "0.2")
+					"-r", port+"/"+protocol, "-l", echo+"/"+protocol, "--quic-idle-timeout", "120", "--reconnect-delay", "0.2",
+					"--quic-connections", sessions)
 			}
 			check := func(seed int) {
 				t.Helper()
@@ -422,7 +430,8 @@ func TestKilledClientsPortIsTakenOver(t *testing.T) {
 			if strings.Contains(next.Output(), "already in use") {
 				t.Errorf("the restarted client was refused first:\n%s", next.Output())
 			}
-			line := srv.WaitLog("closing session: its client stopped answering and connected again", 1, 10*time.Second)
+			n, _ := strconv.Atoi(sessions)
+			line := srv.WaitLog("closing session: its client stopped answering and connected again", n, 10*time.Second)
 			if peer := fmt.Sprint(line["new_peer"]); !strings.HasPrefix(peer, "127.0.0.1:") {
 				t.Errorf("new_peer = %q, want the new session's address", peer)
 			}

@@ -46,20 +46,36 @@ func holdOpen(t *testing.T, entry string) {
 // A local forward with Sessions: 3 keeps three sessions, puts each new
 // connection on the one carrying the fewest, moves every byte intact, and
 // comes back whole after the server restarts.
-func TestLocalForwardOverSeveralSessions(t *testing.T) {
+func TestLocalForwardOverSeveralSessions(t *testing.T) { testSeveralSessions(t, false) }
+
+// A remote forward with Sessions: 3 shares its port among three sessions,
+// on which the server places each connection it accepts; the rest is as
+// for a local forward.
+func TestRemoteForwardOverSeveralSessions(t *testing.T) { testSeveralSessions(t, true) }
+
+func testSeveralSessions(t *testing.T, remote bool) {
 	const sessions = 3
 	cr := credentials(t)[1] // X25519: sessions count per key
 	srv := newRestartable(t, cr)
 	echo := testutil.EchoServer(t)
+	f := client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)}
+	var entry string
+	if remote {
+		port := testutil.Itoa(testutil.FreePort(t))
+		f = client.Forward{Remote: true, Source: mustAddr(t, port), Dest: mustAddr(t, echo)}
+		entry = "127.0.0.1:" + port
+	}
 	var ready atomic.Int32
 	c := testutil.StartClient(t, client.Config{
 		Server: srv.addr, Auth: cr.client, TOFU: testutil.KnownHosts(t),
-		Forward:   client.Forward{Source: mustAddr(t, "127.0.0.1:0"), Dest: mustAddr(t, echo)},
+		Forward:   f,
 		Reconnect: true, ReconnectDelay: 100 * time.Millisecond,
 		Sessions: sessions,
 		OnReady:  func(client.Ready) { ready.Add(1) },
 	})
-	entry := c.Ready.LocalListen.String()
+	if !remote {
+		entry = c.Ready.LocalListen.String()
+	}
 	waitFor(t, func() bool { return len(srv.srv.Sessions()) == sessions && ready.Load() == sessions }, "three sessions")
 
 	// One connection each, not three on the first.

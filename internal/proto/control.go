@@ -173,11 +173,22 @@ type NewConnection struct {
 
 // RemoteForwardRequest asks the server to listen on Port and send each
 // accepted connection to the client.
+//
+// Shared (quicport's addition) asks to share the port with the other
+// sessions of the same client process, named by Token: the first such
+// session opens it, the others join it, and each accepted connection goes
+// to the member session carrying the fewest. On the wire it is the
+// protocol byte's high bit (SharedFlag), followed by the 8-byte token.
 type RemoteForwardRequest struct {
 	Port             uint16
 	Protocol         Protocol
+	Shared           bool
+	Token            uint64 // with Shared: the client process's random token
 	LocalDestination string // the client's destination, for the server's logs only
 }
+
+// SharedFlag marks a shared RemoteForwardRequest in its protocol byte.
+const SharedFlag = 0x80
 
 // SessionClose announces that the sender is ending the QUIC session.
 type SessionClose struct{}
@@ -237,7 +248,12 @@ func (m NewConnection) appendPayload(b []byte) []byte {
 
 func (m RemoteForwardRequest) appendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, m.Port)
-	b = append(b, byte(m.Protocol))
+	if m.Shared {
+		b = append(b, byte(m.Protocol)|SharedFlag)
+		b = binary.BigEndian.AppendUint64(b, m.Token)
+	} else {
+		b = append(b, byte(m.Protocol))
+	}
 	return append(b, m.LocalDestination...)
 }
 
@@ -362,15 +378,22 @@ func Decode(t MsgType, p []byte) (Message, error) {
 		if len(p) < 3 {
 			return nil, malformed("%v payload of %d bytes, need at least 3", t, len(p))
 		}
-		proto, err := decodeProtocol(t, p[2])
+		m := RemoteForwardRequest{Port: binary.BigEndian.Uint16(p), Shared: p[2]&SharedFlag != 0}
+		proto, err := decodeProtocol(t, p[2]&^SharedFlag)
 		if err != nil {
 			return nil, err
 		}
-		dest, err := decodeText(t, "local destination", p[3:])
-		if err != nil {
+		m.Protocol, p = proto, p[3:]
+		if m.Shared {
+			if len(p) < 8 {
+				return nil, malformed("%v shares its port but has %d bytes for the 8-byte token", t, len(p))
+			}
+			m.Token, p = binary.BigEndian.Uint64(p), p[8:]
+		}
+		if m.LocalDestination, err = decodeText(t, "local destination", p); err != nil {
 			return nil, err
 		}
-		return RemoteForwardRequest{Port: binary.BigEndian.Uint16(p), Protocol: proto, LocalDestination: dest}, nil
+		return m, nil
 
 	case TypeSessionClose:
 		// The payload is reserved; ignore its contents for forward compatibility.

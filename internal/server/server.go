@@ -199,6 +199,7 @@ type Server struct {
 
 	sessMu              sync.Mutex
 	sessList            map[*session]struct{}
+	shared              map[shareKey]*sharedPort // shared remote forwards (shared.go)
 	sessions            atomic.Int64
 	connsTotal          atomic.Uint64
 	connsActive         atomic.Int64
@@ -242,7 +243,7 @@ func Listen(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
 		}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{},
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{}, shared: map[shareKey]*sharedPort{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
 	tunnel.SetWindows(qc, cfg.StreamWindow)
@@ -464,20 +465,27 @@ func (s *Server) reclaim(port uint16, protocol proto.Protocol, asker *session) *
 	if holder == nil {
 		return nil
 	}
-	// A live client acknowledges within milliseconds; this is long enough
-	// for a lost probe to be sent again on any link a session survives, and
-	// for a busy client to be scheduled: taking a live client's port would
-	// be worse than a new one waiting two seconds.
-	wait := 2*time.Second + 3*holder.conn.ConnectionStats().SmoothedRTT
-	if holder.answers(wait) {
+	holders := []*session{holder}
+	if g := holder.rpf.Load().group; g != nil {
+		// A shared port: in use while any of its members' clients answers.
+		if g.answers() {
+			return nil
+		}
+		holders = holders[:0]
+		for _, m := range g.list() {
+			holders = append(holders, m.ss)
+		}
+	} else if holder.answers(holder.probeWait()) {
 		return nil
 	}
 	f, err := holder.handOver()
 	if err != nil {
 		return nil // another new session took it first
 	}
-	holder.log.Info("closing session: its client stopped answering and connected again", "port", port, "new_peer", asker.remote())
-	holder.conn.CloseWithError(proto.ConnClosed, "superseded by a new session of the same client")
+	for _, h := range holders {
+		h.log.Info("closing session: its client stopped answering and connected again", "port", port, "new_peer", asker.remote())
+		h.conn.CloseWithError(proto.ConnClosed, "superseded by a new session of the same client")
+	}
 	return f
 }
 

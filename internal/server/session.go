@@ -51,6 +51,7 @@ type session struct {
 	forwardUp     atomic.Bool                    // the forward response went out
 	migrateWanted atomic.Bool                    // the server drains
 	migrateOnce   sync.Once
+	probing       atomic.Bool // closeIfSilent runs
 }
 
 // remoteListener is a remote forward's listening socket, as far as a
@@ -62,6 +63,7 @@ type remoteListener struct {
 	file       func() (*os.File, error)
 	stop       func() // returns once nothing more is accepted
 	handedOver atomic.Bool
+	group      *sharedPort // a shared port's, or nil
 }
 
 // remote is the client's address now, for the audit log: a NAT rebinding
@@ -111,6 +113,10 @@ func (ss *session) handOver() (*os.File, error) {
 	rl.stop()
 	ss.log.Info("handed the remote port over to the client's new session", "active_connections", ss.active.Load())
 	ss.srv.audit("forward_handover", "remote", ss.remote(), "port", rl.port, "protocol", rl.protocol.String())
+	if rl.group != nil {
+		rl.group.closeWhenIdle()
+		return f, nil
+	}
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
@@ -315,7 +321,14 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 		return nil
 	}
 	if req.Protocol == proto.UDP {
+		if req.Shared {
+			ss.protocolError(errors.New("a shared remote forward must be TCP"))
+			return nil
+		}
 		return ss.startRemoteUDP(ctx, log, req)
+	}
+	if req.Shared {
+		return ss.startShared(ctx, log, req)
 	}
 	ln, err := ss.listenTCP(req.Port)
 	if err != nil {
@@ -353,6 +366,19 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 	ss.rpf.Store(&remoteListener{port: req.Port, protocol: proto.TCP, file: ln.File,
 		stop: func() { ln.Close(); <-accepting }})
 	return ss.remoteCloser(log, ln.Addr(), func() { ln.Close() })
+}
+
+// startShared opens or joins a shared remote forward (shared.go).
+func (ss *session) startShared(ctx context.Context, log *slog.Logger, req proto.RemoteForwardRequest) func() {
+	var addr net.Addr
+	g, err := ss.join(ctx, shareKey{identity: ss.identity(), token: req.Token, port: req.Port}, func(a net.Addr, others int) {
+		addr, log = a, ss.remoteOpened(ctx, log, a, req, "shared_with_sessions", others)
+	})
+	if err != nil {
+		ss.refuseListen(ctx, log, req.Port, err)
+		return nil
+	}
+	return ss.remoteCloser(log, addr, func() { g.leave(ss) })
 }
 
 // listenTCP opens a remote forward's TCP port, or takes its socket over
@@ -431,11 +457,11 @@ func (ss *session) refuseListen(ctx context.Context, log *slog.Logger, port uint
 
 // remoteOpened logs, audits and answers a remote forward now listening on
 // addr, and returns the session's logger for it.
-func (ss *session) remoteOpened(ctx context.Context, log *slog.Logger, addr net.Addr, req proto.RemoteForwardRequest) *slog.Logger {
+func (ss *session) remoteOpened(ctx context.Context, log *slog.Logger, addr net.Addr, req proto.RemoteForwardRequest, kv ...any) *slog.Logger {
 	log = log.With("listen", addr.String())
 	ss.log = log
 	ss.forward.Store(fmt.Sprintf("remote %s/%v -> %s", addr, req.Protocol, req.LocalDestination))
-	log.Info("remote forward open")
+	log.Info("remote forward open", kv...)
 	ss.srv.audit("forward_open", "remote", ss.remote(), "kind", "remote", "listen", addr.String(), "protocol", req.Protocol.String())
 	ss.respond(ctx, true, proto.StatusSuccess, addr.String())
 	return log
