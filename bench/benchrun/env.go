@@ -217,11 +217,15 @@ func (e *env) quicportPath(name, server string, remote bool, flags ...string) *p
 	return p
 }
 
-// twoConnections is quicport LPF with --quic-connections 2: each
-// tunneled connection on the less busy of two QUIC connections, so a ping
-// does not queue behind a bulk transfer's packets.
-func (e *env) twoConnections(server string) *path {
-	p := e.quicportPath(quicportRows[2], server, false, "--quic-connections", "2")
+// twoConnections is quicport LPF (or RPF) with --quic-connections 2:
+// each tunneled connection on the less busy of two QUIC connections, so a
+// ping does not queue behind a bulk transfer's packets.
+func (e *env) twoConnections(server string, remote bool) *path {
+	name := quicportRows[2]
+	if remote {
+		name = quicportRows[3]
+	}
+	p := e.quicportPath(name, server, remote, "--quic-connections", "2")
 	p.manyConns = true
 	return p
 }

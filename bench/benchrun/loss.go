@@ -311,7 +311,7 @@ func (e *env) farPaths(far *farHost) ([]*path, error) {
 	paths := []*path{
 		direct(),
 		e.quicportPath("quicport LPF", qpServer, false),
-		e.twoConnections(qpServer),
+		e.twoConnections(qpServer, false),
 		e.quicportPath("quicport LPF, bbr", qpServerBBR, false, "--congestion", "bbr"),
 		e.quicportPath("quicport LPF, bbr, "+wideWindow+" window", qpServerWide, false, "--congestion", "bbr", "--stream-window", wideWindow),
 		e.ssh("ssh -L", "-L", "", far.farIP, farSSH),

@@ -147,7 +147,8 @@ func run(o options) error {
 		direct(),
 		env.quicportPath(quicportRows[0], env.qpServer, false),
 		env.quicportPath(quicportRows[1], env.qpServer, true),
-		env.twoConnections(env.qpServer),
+		env.twoConnections(env.qpServer, false),
+		env.twoConnections(env.qpServer, true),
 		env.ssh("ssh -L", "-L", "", "127.0.0.1", env.sshPort),
 		env.ssh("ssh -L aes128-gcm", "-L", "aes128-gcm@openssh.com", "127.0.0.1", env.sshPort),
 		env.ssh("ssh -R", "-R", "", "127.0.0.1", env.sshPort),
@@ -222,7 +223,7 @@ func run(o options) error {
 
 // quicportRows are the loopback table's quicport paths, which the lines
 // under the bulk and latency tables compare with the other QUIC tunnels.
-var quicportRows = []string{"quicport LPF", "quicport RPF", "quicport LPF, 2 QUIC connections"}
+var quicportRows = []string{"quicport LPF", "quicport RPF", "quicport LPF, 2 QUIC connections", "quicport RPF, 2 QUIC connections"}
 
 // section collects the markdown and prints each table as soon as it is
 // done, so a long run that fails late still shows what it measured.
