@@ -130,6 +130,20 @@ func testSeveralSessions(t *testing.T, remote bool) {
 		t.Fatalf("client ended: %v", c.Err())
 	default:
 	}
+	if !remote {
+		return
+	}
+	// The client ends: its last session to leave closes the shared port.
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		ln, err := net.Listen("tcp", entry)
+		if err == nil {
+			ln.Close()
+		}
+		return err == nil
+	}, "the shared port to close after the client ended")
 }
 
 // A session the server refuses (its per-key limit) does not take the
