@@ -210,9 +210,24 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 // control stream.
 func rawSession(t *testing.T, srv *testutil.Server, psk auth.PSK) (*quic.Conn, *quic.Stream, *proto.Reader) {
 	t.Helper()
+	return rawSessionOver(t, srv, psk, nil)
+}
+
+// rawSessionOver is rawSession on the socket pc (nil: a new one), whose
+// QUIC idle timeout is then longer than any test.
+func rawSessionOver(t *testing.T, srv *testutil.Server, psk auth.PSK, pc net.PacketConn) (*quic.Conn, *quic.Stream, *proto.Reader) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	var conn *quic.Conn
+	var err error
+	if pc == nil {
+		conn, err = quic.DialAddr(ctx, srv.AddrString(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 0))
+	} else {
+		tr := &quic.Transport{Conn: pc}
+		t.Cleanup(func() { tr.Close() })
+		conn, err = tr.Dial(ctx, srv.Addr(), tlsid.ClientTLSConfig("localhost", nil, nil), tunnel.QUICConfig(0, 2*time.Minute))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
