@@ -290,6 +290,13 @@ func (s *session) requestForward(ctx context.Context, ctrl *quic.Stream) (Ready,
 	}
 	msg, err := s.control.Read()
 	if err != nil {
+		var ae *quic.ApplicationError
+		if f.Remote && s.c.cfg.Sessions > 1 && errors.As(err, &ae) && ae.Remote && ae.ErrorCode == proto.ConnProtocolError {
+			// A server that predates shared remote forwards takes the
+			// shared request for a malformed one; retrying cannot help.
+			return Ready{}, &permanentError{fmt.Errorf("server %s refused the remote forward shared by %d QUIC connections (%s): it runs a quicport older than this client; upgrade the server, or leave --quic-connections at 1",
+				s.c.cfg.Server, s.c.cfg.Sessions, ae.ErrorMessage)}
+		}
 		return Ready{}, s.sessionError(err)
 	}
 	_ = ctrl.SetDeadline(time.Time{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,9 +12,12 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/quicport/quicport/internal/auth"
+	"github.com/quicport/quicport/internal/client"
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/testutil"
+	"github.com/quicport/quicport/internal/tlsid"
+	"github.com/quicport/quicport/internal/tunnel"
 )
 
 // silentConn is a client's UDP socket that can go silent: from then on it
@@ -128,5 +132,57 @@ func TestSharedRemoteForwardOnTheWire(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a shared UDP request did not close the session")
+	}
+}
+
+// A server older than shared remote forwards takes the shared request for a
+// malformed one and closes the session with a protocol error. The client
+// stops at once with a message that says what to do, instead of
+// reconnecting forever. The old server is played here by a listener that
+// authenticates and then answers a shared request as quicport before
+// 2026-11-24 did.
+func TestSharedRemoteForwardToAnOlderServer(t *testing.T) {
+	psk := auth.PSK("older-server-test-psk")
+	ln, err := quic.ListenAddr("127.0.0.1:0", tlsid.ServerTLSConfig(testutil.Identity(t), false), tunnel.QUICConfig(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				st, err := conn.AcceptStream(context.Background())
+				if err != nil {
+					return
+				}
+				binding, _ := auth.Binding(conn.ConnectionState().TLS)
+				if _, err := auth.Server(st, binding, auth.ServerConfig{PSK: psk}); err != nil {
+					return
+				}
+				if m, err := proto.NewReader(st).Read(); err != nil || !m.(proto.RemoteForwardRequest).Shared {
+					t.Errorf("the client's request: %#v, %v; want a shared RemoteForwardRequest", m, err)
+				}
+				conn.CloseWithError(proto.ConnProtocolError, "read forward request: malformed control message: RemoteForwardRequest with unknown protocol 0x81")
+			}()
+		}
+	}()
+	start := time.Now()
+	_, err = testutil.TryClient(t, client.Config{
+		Server: ln.Addr().String(), Auth: auth.ClientConfig{PSK: psk}, TOFU: testutil.KnownHosts(t),
+		Forward:   client.Forward{Remote: true, Source: mustAddr(t, testutil.Itoa(testutil.FreePort(t))), Dest: mustAddr(t, "22")},
+		Reconnect: true, Sessions: 2,
+	})
+	if err == nil || !strings.Contains(err.Error(), "it runs a quicport older than this client; upgrade the server, or leave --quic-connections at 1") {
+		t.Fatalf("client of an older server: %v", err)
+	}
+	if !client.IsPermanent(err) {
+		t.Errorf("the error is not permanent: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the client gave up after %v; it should on the first refusal", d)
 	}
 }
