@@ -12,6 +12,7 @@ import (
 
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/procs"
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tunnel"
 )
@@ -79,6 +80,7 @@ terminal asks to confirm its fingerprint; without a terminal pass
 			warnWeakPSK(log, cfg.Auth.PSK)
 			cfg.UDPIdleTimeout, cfg.UDPMaxFlows, cfg.Logger = udp.idle, udp.maxFlows, log
 			cfg.Sessions = quicConns
+			procs.Adapt(cmd.Context(), log)
 			return client.Run(cmd.Context(), cfg)
 		},
 	}

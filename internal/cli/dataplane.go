@@ -15,6 +15,7 @@ import (
 
 	"github.com/quicport/quicport/internal/auth"
 	"github.com/quicport/quicport/internal/dataplane"
+	"github.com/quicport/quicport/internal/procs"
 	"github.com/quicport/quicport/internal/server"
 	"github.com/quicport/quicport/internal/tlsid"
 )
@@ -156,6 +157,7 @@ func (a *app) runDataPlane(ctx context.Context, cfg server.Config, opt dataplane
 	log := opt.Log.With("dp", os.Getpid())
 	cfg.Logger = log
 	opt.Server, opt.Log = cfg, log
+	procs.Adapt(ctx, log)
 	opt.OnListening = func(srv *server.Server) {
 		log.Info("quicport data plane listening", append([]any{"listen", srv.Addr().String(), "pid", os.Getpid()}, attrs...)...)
 	}

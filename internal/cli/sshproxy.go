@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quicport/quicport/internal/client"
+	"github.com/quicport/quicport/internal/procs"
 	"github.com/quicport/quicport/internal/proto"
 )
 
@@ -60,6 +61,7 @@ quicport client, pass --accept-new-host, or pin --server-pubkey.`,
 			warnWeakPSK(log, cfg.Auth.PSK)
 			cfg.Forward = client.Forward{Dest: dest, Stdio: stdioConn{in: pollable(a.stdio.In), out: a.stdio.Out}}
 			cfg.Logger = log
+			procs.Adapt(cmd.Context(), log)
 			return client.Run(cmd.Context(), cfg)
 		},
 	}

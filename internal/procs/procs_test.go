@@ -1,0 +1,59 @@
+package procs
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A quiet process goes to one thread, a busy one gets Go's default back,
+// and the default is restored when adapting ends.
+func TestAdapt(t *testing.T) {
+	def := runtime.GOMAXPROCS(0)
+	if def < 2 {
+		t.Skipf("Go's default here is %d thread; there is nothing to adapt", def)
+	}
+	if _, ok := cpuTime(); !ok {
+		t.Fatal("cannot read this process's CPU time")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		adapt(ctx, slog.New(slog.DiscardHandler), tuning{interval: 20 * time.Millisecond, busy: 0.6, quiet: 0.25, settle: 100 * time.Millisecond})
+	}()
+	waitProcs(t, func(n int) bool { return n == 1 }, "one thread while quiet")
+
+	// Busy: a goroutine spins, a whole core.
+	var stop atomic.Bool
+	spun := make(chan struct{})
+	go func() {
+		defer close(spun)
+		for !stop.Load() {
+		}
+	}()
+	waitProcs(t, func(n int) bool { return n == def }, "Go's default while busy")
+	stop.Store(true)
+	<-spun
+
+	waitProcs(t, func(n int) bool { return n == 1 }, "one thread once quiet again")
+	cancel()
+	<-done
+	if n := runtime.GOMAXPROCS(0); n != def {
+		t.Errorf("GOMAXPROCS = %d after adapting ended, want the default %d", n, def)
+	}
+}
+
+func waitProcs(t *testing.T, ok func(int) bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok(runtime.GOMAXPROCS(0)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (GOMAXPROCS %d)", what, runtime.GOMAXPROCS(0))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
