@@ -239,7 +239,7 @@ func lossRows(o options, far *farHost, paths []*path) (string, error) {
 			var rt rttRuns
 			var gbps []float64
 			for range o.runs {
-				rt.add(p.echo, o.pings, what)
+				rt.add(p.echo, o.pings, what, o.quiet)
 				if bps, err := iperf3(p.iperf, o.duration); err == nil {
 					gbps = append(gbps, bps/1e9)
 				} else {

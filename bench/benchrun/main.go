@@ -27,6 +27,7 @@ type options struct {
 	duration time.Duration
 	pings    int
 	setups   int
+	quiet    time.Duration // pause before idle measurements
 	scale    int
 	sessions int
 	loss     float64
@@ -50,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each throughput run")
 	flag.IntVar(&o.pings, "pings", 2000, "ping-pongs per latency run")
 	flag.IntVar(&o.setups, "setups", 1000, "sequential connections per setup run")
+	flag.DurationVar(&o.quiet, "quiet", 3*time.Second, "pause before idle pings and setups, so that they meet a quiet tunnel (a quiet quicport end goes to one scheduler thread after 2s)")
 	flag.IntVar(&o.scale, "scale", 10000, "concurrent idle connections in the scale scenario")
 	flag.IntVar(&o.sessions, "sessions", 500, "client sessions in the scale scenario")
 	flag.Float64Var(&o.loss, "loss", 1, "percent of packets the loss scenario's link drops in each direction (needs root, ip and nft)")
@@ -82,7 +84,7 @@ func main() {
 		return
 	}
 	if *smoke {
-		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions = 1, time.Second, 50, 20, 200, 10
+		o.runs, o.duration, o.pings, o.setups, o.scale, o.sessions, o.quiet = 1, time.Second, 50, 20, 200, 10, 0
 		*rates = "50M"
 		*fairBuffers, _, _ = strings.Cut(*fairBuffers, ",")
 	}
@@ -463,12 +465,26 @@ type rttRuns struct{ idle50, idle99, bulk50, bulk99 []float64 }
 // add measures one run through entry: pings idle, then pings while
 // bulkLoad pushes data through the same path. what names the path in
 // progress messages.
-func (r *rttRuns) add(entry string, pings int, what string) {
+func (r *rttRuns) add(entry string, pings int, what string, quiet time.Duration) {
+	r.idle(entry, pings, what, quiet)
+	r.underBulk(entry, pings, what)
+}
+
+// idle measures pings through entry after the path has been quiet for
+// quiet: a tunnel end that has just carried a bulk transfer schedules on
+// every core for a while (internal/procs), and idle means idle.
+func (r *rttRuns) idle(entry string, pings int, what string, quiet time.Duration) {
+	time.Sleep(quiet)
 	if rtts, err := pingPong(entry, pings); err == nil {
 		r.idle50, r.idle99 = append(r.idle50, micros(pct(rtts, 0.5))), append(r.idle99, micros(pct(rtts, 0.99)))
 	} else {
 		progress("%s ping: %v", what, err)
 	}
+}
+
+// underBulk measures pings through entry while bulkLoad pushes data
+// through the same path.
+func (r *rttRuns) underBulk(entry string, pings int, what string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go bulkLoad(ctx, entry)
 	time.Sleep(200 * time.Millisecond)
@@ -491,12 +507,15 @@ func latencyTable(o options, paths []*path) string {
 		var rt rttRuns
 		var set50, set99 []float64
 		for range o.runs {
-			rt.add(p.echo, o.pings, p.name)
+			// Idle pings and setups on a quiet tunnel, then pings beside
+			// a bulk transfer.
+			rt.idle(p.echo, o.pings, p.name, o.quiet)
 			if ds, err := setups(p.echo, o.setups); err == nil {
 				set50, set99 = append(set50, micros(pct(ds, 0.5))), append(set99, micros(pct(ds, 0.99)))
 			} else {
 				progress("%s setup: %v", p.name, err)
 			}
+			rt.underBulk(p.echo, o.pings, p.name)
 		}
 		rows[p.name] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(set50), median(set99)}
 		progress("%s latency: %+v", p.name, rows[p.name])
