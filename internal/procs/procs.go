@@ -29,9 +29,10 @@ type tuning struct {
 }
 
 // defaults: a tunnel that moves a few messages a second uses well under
-// a tenth of a core; 1,000 connection setups a second about half of one
-// on one thread (docs/BENCHMARKS.md, "Thread hand-offs"), which one
-// thread serves faster; a bulk transfer saturates it within an interval.
+// a tenth of a core; connection setups back to back (about 2,000 a second
+// on the 2-core machine of docs/BENCHMARKS.md) about half of one on one
+// thread, which serves them faster; a bulk transfer fills that thread
+// within an interval.
 var defaults = tuning{interval: 250 * time.Millisecond, busy: 0.6, quiet: 0.25, settle: 2 * time.Second}
 
 // Adapt adapts the thread count until ctx ends, unless GOMAXPROCS is set
