@@ -462,9 +462,9 @@ func bulkLoad(ctx context.Context, entry string) {
 // bulk transfer shares the path.
 type rttRuns struct{ idle50, idle99, bulk50, bulk99 []float64 }
 
-// add measures one run through entry: pings idle, then pings while
-// bulkLoad pushes data through the same path. what names the path in
-// progress messages.
+// add measures one run through entry: pings idle (after quiet), then
+// pings while bulkLoad pushes data through the same path. what names the
+// path in progress messages.
 func (r *rttRuns) add(entry string, pings int, what string, quiet time.Duration) {
 	r.idle(entry, pings, what, quiet)
 	r.underBulk(entry, pings, what)
