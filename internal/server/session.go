@@ -350,17 +350,10 @@ func (ss *session) startRemote(ctx context.Context, req proto.RemoteForwardReque
 				return
 			}
 			tc := c.(*net.TCPConn)
-			if !ss.admit() {
+			if !ss.takeRemote(ctx, tc) {
 				tc.SetLinger(0)
 				tc.Close()
-				continue
 			}
-			ss.wg.Add(1)
-			go func() {
-				defer ss.wg.Done()
-				defer ss.release()
-				ss.relayRemote(ctx, tc)
-			}()
 		}
 	}()
 	ss.rpf.Store(&remoteListener{port: req.Port, protocol: proto.TCP, file: ln.File,
@@ -585,6 +578,21 @@ func (ss *session) admit() bool {
 }
 
 func (ss *session) release() { ss.active.Add(-1) }
+
+// takeRemote admits a connection accepted on the remote forward's port and
+// relays it to the client, or reports that the session's limits refuse it.
+func (ss *session) takeRemote(ctx context.Context, c *net.TCPConn) bool {
+	if !ss.admit() {
+		return false
+	}
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		defer ss.release()
+		ss.relayRemote(ctx, c)
+	}()
+	return true
+}
 
 // relayRemote carries one accepted (and admitted) TCP connection to the
 // client.

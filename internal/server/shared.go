@@ -147,17 +147,7 @@ func (g *sharedPort) dispatch(c *net.TCPConn) bool {
 			best = m
 		}
 	}
-	if best == nil || !best.ss.admit() {
-		return false
-	}
-	m := *best
-	m.ss.wg.Add(1)
-	go func() {
-		defer m.ss.wg.Done()
-		defer m.ss.release()
-		m.ss.relayRemote(m.ctx, c)
-	}()
-	return true
+	return best != nil && best.ss.takeRemote(best.ctx, c)
 }
 
 // add makes m a member that gets no connections yet (activate), unless
