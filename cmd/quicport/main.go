@@ -8,9 +8,15 @@ import (
 	"syscall"
 
 	"github.com/quicport/quicport/internal/cli"
+	"github.com/quicport/quicport/internal/procs"
 )
 
 func main() {
+	if cli.CarriesTraffic(os.Args[1:]) {
+		// Returns only when it did not run the program again (already
+		// done, or GODEBUG sets schedtrace): then it goes on as it is.
+		_ = procs.KeepMonitorAwake()
+	}
 	// The first SIGINT or SIGTERM cancels the context with the signal as
 	// its cause (quicport server treats them differently); a second one
 	// ends the process at once.

@@ -63,6 +63,23 @@ func Run(ctx context.Context, args []string, stdio Stdio, getenv func(string) st
 	return a.run(args)
 }
 
+// CarriesTraffic reports whether args (without the program name) run a
+// command that carries tunnel traffic for as long as it runs: quicport
+// client or data-plane (a server's data planes run that command too).
+// cmd/quicport gives those the runtime setting of procs.KeepMonitorAwake.
+func CarriesTraffic(args []string) bool {
+	a := &app{ctx: context.Background(), stdio: Stdio{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard}, getenv: func(string) string { return "" }}
+	cmd, _, err := a.rootCommand().Find(args)
+	if err != nil {
+		return false
+	}
+	switch cmd.Name() {
+	case "client", "data-plane":
+		return true
+	}
+	return false
+}
+
 // run executes args with a's root command and returns the exit code.
 func (a *app) run(args []string) int {
 	stdio, ctx := a.stdio, a.ctx

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,5 +56,33 @@ func waitProcs(t *testing.T, ok func(int) bool, what string) {
 			t.Fatalf("timed out waiting for %s (GOMAXPROCS %d)", what, runtime.GOMAXPROCS(0))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMonitorEnv(t *testing.T) {
+	const set = "GODEBUG=schedtrace=2147483647"
+	for _, tc := range []struct {
+		name    string
+		in, out []string
+	}{
+		{"none", []string{"PATH=/bin"}, []string{"PATH=/bin", set}},
+		{"empty", []string{"GODEBUG=", "PATH=/bin"}, []string{set, "PATH=/bin"}},
+		{"other settings kept", []string{"GODEBUG=madvdontneed=1,gctrace=1"}, []string{"GODEBUG=madvdontneed=1,gctrace=1,schedtrace=2147483647"}},
+		{"the user's schedtrace", []string{"GODEBUG=gctrace=1,schedtrace=1000"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}},
+		{"turned off", []string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}},
+		// The runtime reads the first GODEBUG.
+		{"the first of two", []string{"GODEBUG=gctrace=1", "GODEBUG=schedtrace=0"}, []string{"GODEBUG=gctrace=1,schedtrace=2147483647", "GODEBUG=schedtrace=0"}},
+		{"a look-alike", []string{"GODEBUG=xschedtrace=1"}, []string{"GODEBUG=xschedtrace=1,schedtrace=2147483647"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := append([]string(nil), tc.in...)
+			got := MonitorEnv(in)
+			if !slices.Equal(got, tc.out) {
+				t.Errorf("MonitorEnv(%q) = %q, want %q", tc.in, got, tc.out)
+			}
+			if !slices.Equal(in, tc.in) {
+				t.Errorf("MonitorEnv changed its argument to %q", in)
+			}
+		})
 	}
 }
