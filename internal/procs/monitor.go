@@ -10,7 +10,7 @@ import (
 // wakes it again (a futex wake, and the monitor's own run of 20 µs naps
 // until the process is idle once more). A tunnel end that is idle
 // between messages pays that once per message: on the machine of
-// docs/BENCHMARKS.md about 2 of its 4.5 context switches and a quarter of
+// docs/BENCHMARKS.md about 2 of its 4.5 context switches and 10–25% of
 // its CPU time per round trip ("The runtime's monitor thread"). The only
 // switch the runtime has that keeps the monitor out of deep sleep is the
 // scheduler trace: with GODEBUG=schedtrace=N (N > 0) it naps, at most
