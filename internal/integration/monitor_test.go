@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +31,7 @@ func TestTrafficProcessesKeepTheMonitorAwake(t *testing.T) {
 	if got := godebugOf(t, dp); got != want {
 		t.Errorf("data plane: GODEBUG=%q, want %q", got, want)
 	}
+	checkName(t, "data plane", dp)
 	echo := testutil.EchoServer(t)
 
 	for _, tc := range []struct{ name, godebug, want string }{
@@ -42,10 +45,24 @@ func TestTrafficProcessesKeepTheMonitorAwake(t *testing.T) {
 			if got := godebugOf(t, c.Pid()); got != tc.want {
 				t.Errorf("client: GODEBUG=%q, want %q", got, tc.want)
 			}
+			checkName(t, "client", c.Pid())
 			if err := testutil.EchoCheck(entry, 1<<20, 7); err != nil {
 				t.Fatalf("1 MiB each way: %v", err)
 			}
 		})
+	}
+}
+
+// checkName checks that process pid still has the binary's name (what ps,
+// top and pgrep show), not "exe".
+func checkName(t *testing.T, what string, pid int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(b)), filepath.Base(quicportBin); got != want {
+		t.Errorf("%s: process name %q, want %q", what, got, want)
 	}
 }
 

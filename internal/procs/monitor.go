@@ -56,7 +56,7 @@ func withMonitor(env []string) ([]string, bool) {
 }
 
 // KeepMonitorAwake runs this program again, in this process (same pid,
-// same open files, same arguments), with MonitorEnv's setting, unless its
+// name, open files and arguments), with MonitorEnv's setting, unless its
 // environment sets schedtrace already. It returns only when it did not:
 // then the process goes on as it was, which costs latency, not
 // correctness. Call it first thing in main, for the commands that carry
