@@ -20,16 +20,10 @@ import (
 // error when the process starts and one every 24.8 days after.
 const monitorSetting = "schedtrace=2147483647"
 
-// MonitorEnv returns env (KEY=VALUE pairs) with the GODEBUG setting that
-// keeps the runtime's monitor thread out of deep sleep added, or env
-// itself when GODEBUG already sets schedtrace (the user chose; that
-// includes GODEBUG=schedtrace=0, which turns this off).
-func MonitorEnv(env []string) []string {
-	out, _ := withMonitor(env)
-	return out
-}
-
-// withMonitor is MonitorEnv, and whether it added the setting.
+// withMonitor returns env (KEY=VALUE pairs) with the GODEBUG setting that
+// keeps the runtime's monitor thread out of deep sleep added, and true;
+// or env itself and false when GODEBUG already sets schedtrace (the user
+// chose; that includes GODEBUG=schedtrace=0, which turns this off).
 func withMonitor(env []string) ([]string, bool) {
 	at := -1 // the first GODEBUG, the one the runtime reads
 	for i, kv := range env {
@@ -56,7 +50,7 @@ func withMonitor(env []string) ([]string, bool) {
 }
 
 // KeepMonitorAwake runs this program again, in this process (same pid,
-// name, open files and arguments), with MonitorEnv's setting, unless its
+// name, open files and arguments), with withMonitor's setting, unless its
 // environment sets schedtrace already. It returns only when it did not:
 // then the process goes on as it was, which costs latency, not
 // correctness. Call it first thing in main, for the commands that carry

@@ -59,7 +59,9 @@ func waitProcs(t *testing.T, ok func(int) bool, what string) {
 	}
 }
 
-func TestMonitorEnv(t *testing.T) {
+// withMonitor adds the setting to the first GODEBUG, or leaves a
+// schedtrace the user set alone.
+func TestWithMonitor(t *testing.T) {
 	const set = "GODEBUG=schedtrace=2147483647"
 	for _, tc := range []struct {
 		name    string
@@ -76,12 +78,12 @@ func TestMonitorEnv(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := append([]string(nil), tc.in...)
-			got := MonitorEnv(in)
-			if !slices.Equal(got, tc.out) {
-				t.Errorf("MonitorEnv(%q) = %q, want %q", tc.in, got, tc.out)
+			got, added := withMonitor(in)
+			if want := !slices.Equal(tc.in, tc.out); !slices.Equal(got, tc.out) || added != want {
+				t.Errorf("withMonitor(%q) = %q, %v, want %q, %v", tc.in, got, added, tc.out, want)
 			}
 			if !slices.Equal(in, tc.in) {
-				t.Errorf("MonitorEnv changed its argument to %q", in)
+				t.Errorf("withMonitor changed its argument to %q", in)
 			}
 		})
 	}
