@@ -551,6 +551,7 @@ func (c *Conn) preSetup(r *pathReceiver) {
 		c.ctx,
 		c,
 		c.queueControlFrame,
+		func(f *wire.MaxStreamsFrame) { c.framer.HoldMaxStreams(f) },
 		c.newFlowController,
 		uint64(c.config.MaxIncomingStreams),
 		uint64(c.config.MaxIncomingUniStreams),
@@ -2000,6 +2001,11 @@ func (c *Conn) handleFrame(
 	case *wire.StreamDataBlockedFrame:
 		err = c.streamsMap.HandleStreamDataBlockedFrame(frame)
 	case *wire.StreamsBlockedFrame:
+		// quicport's patch: the peer ran out of streams; send the limit
+		// that was waiting for a packet.
+		if c.framer.ReleaseHeldMaxStreams() {
+			c.scheduleSending()
+		}
 	case *wire.StopSendingFrame:
 		err = c.streamsMap.HandleStopSendingFrame(frame)
 	case *wire.PingFrame:

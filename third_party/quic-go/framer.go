@@ -69,6 +69,11 @@ type framer struct {
 	pathResponses              []*wire.PathResponseFrame
 	connFlowController         *connectionFlowController
 	queuedTooManyControlFrames bool
+
+	// heldMaxStreams are MAX_STREAMS frames, by stream type, that wait
+	// for a packet sent for another reason (quicport's patch; see
+	// HoldMaxStreams). controlFrameMutex guards them.
+	heldMaxStreams [2]*wire.MaxStreamsFrame
 }
 
 func newFramer(connFlowController *connectionFlowController) *framer {
@@ -114,6 +119,10 @@ func (f *framer) QueueControlFrame(frame wire.Frame) {
 		}
 		f.pathResponses = append(f.pathResponses, pr)
 		return
+	}
+	if ms, ok := frame.(*wire.MaxStreamsFrame); ok {
+		// It grants at least what a held one would.
+		f.heldMaxStreams[ms.Type] = nil
 	}
 	// This is a hack.
 	if len(f.controlFrames) >= maxControlFrames {
@@ -232,6 +241,34 @@ retransmissions:
 	return frames, streamFrames, controlFrameLen + streamFrameLen
 }
 
+// HoldMaxStreams keeps a MAX_STREAMS frame until a packet is sent for
+// another reason, instead of sending one for it (quicport's patch). It
+// replaces a frame held for the same stream type, which grants less. A
+// connection whose streams come and go one after another would otherwise
+// send a packet, and wake its peer, for every stream that ends.
+func (f *framer) HoldMaxStreams(frame *wire.MaxStreamsFrame) {
+	f.controlFrameMutex.Lock()
+	defer f.controlFrameMutex.Unlock()
+	f.heldMaxStreams[frame.Type] = frame
+}
+
+// ReleaseHeldMaxStreams queues the held MAX_STREAMS frames to be sent
+// like any control frame, and says if there were any: the peer is
+// blocked on its stream limit (it sent STREAMS_BLOCKED).
+func (f *framer) ReleaseHeldMaxStreams() bool {
+	f.controlFrameMutex.Lock()
+	defer f.controlFrameMutex.Unlock()
+	released := false
+	for i, frame := range f.heldMaxStreams {
+		if frame != nil {
+			f.controlFrames = append(f.controlFrames, frame)
+			f.heldMaxStreams[i] = nil
+			released = true
+		}
+	}
+	return released
+}
+
 func (f *framer) AppendControlFrames(
 	frames []ackhandler.Frame,
 	maxLen protocol.ByteCount,
@@ -295,6 +332,18 @@ func (f *framer) AppendControlFrames(
 		frames = append(frames, ackhandler.Frame{Frame: frame})
 		length += frameLen
 		f.controlFrames = f.controlFrames[:len(f.controlFrames)-1]
+	}
+
+	// The packet goes out anyway: held MAX_STREAMS frames ride along.
+	for i, frame := range f.heldMaxStreams {
+		if frame == nil {
+			continue
+		}
+		if frameLen := frame.Length(v); length+frameLen <= maxLen {
+			frames = append(frames, ackhandler.Frame{Frame: frame})
+			length += frameLen
+			f.heldMaxStreams[i] = nil
+		}
 	}
 
 	return frames, length
@@ -482,6 +531,7 @@ func (f *framer) Handle0RTTRejection() {
 	clear(f.activeStreams)
 	clear(f.retransmissionStreams)
 	clear(f.streamsWithControlFrames)
+	f.heldMaxStreams = [2]*wire.MaxStreamsFrame{}
 
 	var j int
 	for i, frame := range f.controlFrames {

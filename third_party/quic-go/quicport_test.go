@@ -11,12 +11,16 @@ import (
 	"crypto/x509"
 	"io"
 	"math/big"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go/internal/monotime"
 	"github.com/quic-go/quic-go/internal/protocol"
 	"github.com/quic-go/quic-go/internal/utils"
+	"github.com/quic-go/quic-go/internal/wire"
+	"github.com/quic-go/quic-go/qlog"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // fill pushes packets received at start, start+step, … until one is
@@ -189,4 +193,190 @@ func TestConnectionWindowRisesPastStalledStreams(t *testing.T) {
 	if fresh.AddBytesRead(1<<20) || fresh.GetWindowUpdate(now) != 0 {
 		t.Error("an update with three quarters of the credit left and an eighth read")
 	}
+}
+
+// A MAX_STREAMS frame waits for a packet sent anyway: it adds nothing to
+// send, rides along with the next packet that carries frames, gives way
+// to a frame that grants more, and goes out at once when released.
+func TestHeldMaxStreamsRideAlong(t *testing.T) {
+	const v = protocol.Version1
+	f := newFramer(newConnectionFlowController(1<<20, 1<<20, nil, &utils.RTTStats{}, utils.DefaultLogger))
+	held := &wire.MaxStreamsFrame{Type: protocol.StreamTypeBidi, MaxStreamNum: 10}
+	f.HoldMaxStreams(held)
+	if f.HasData() {
+		t.Fatal("a held MAX_STREAMS frame makes the framer want to send")
+	}
+	f.QueueControlFrame(&wire.PingFrame{})
+	frames, _ := f.AppendControlFrames(nil, 1000, monotime.Now(), v)
+	if len(frames) != 2 || frames[1].Frame != held {
+		t.Fatalf("a packet sent for a PING carries %v, want the PING and the held frame", frames)
+	}
+	if frames, _ := f.AppendControlFrames(nil, 1000, monotime.Now(), v); len(frames) != 0 {
+		t.Fatalf("the held frame went out twice: %v", frames)
+	}
+
+	f.HoldMaxStreams(&wire.MaxStreamsFrame{Type: protocol.StreamTypeBidi, MaxStreamNum: 11})
+	f.QueueControlFrame(&wire.MaxStreamsFrame{Type: protocol.StreamTypeBidi, MaxStreamNum: 12})
+	frames, _ = f.AppendControlFrames(nil, 1000, monotime.Now(), v)
+	if len(frames) != 1 || frames[0].Frame.(*wire.MaxStreamsFrame).MaxStreamNum != 12 {
+		t.Fatalf("got %v, want only the frame sent at once (it grants more than the held one)", frames)
+	}
+
+	if f.ReleaseHeldMaxStreams() {
+		t.Error("released a frame when none was held")
+	}
+	f.HoldMaxStreams(&wire.MaxStreamsFrame{Type: protocol.StreamTypeBidi, MaxStreamNum: 13})
+	if !f.ReleaseHeldMaxStreams() || !f.HasData() {
+		t.Fatal("a released frame is not queued to be sent")
+	}
+	frames, _ = f.AppendControlFrames(nil, 1000, monotime.Now(), v)
+	if len(frames) != 1 || frames[0].Frame.(*wire.MaxStreamsFrame).MaxStreamNum != 13 {
+		t.Fatalf("got %v after the release, want the held frame", frames)
+	}
+}
+
+// Over a real connection: while streams come and go one after another
+// the new stream limit waits for a packet sent anyway, until the peer
+// has used half of the limit it knows, when it is sent at once; and a
+// peer that needs the credit held back gets it by asking
+// (STREAMS_BLOCKED), even from a side that sends nothing else.
+func TestStreamLimitWaitsUntilThePeerNeedsIt(t *testing.T) {
+	const limit = 8
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sent := &packetsSent{}
+	ln, err := ListenAddr("127.0.0.1:0", serverTLS(t), &Config{
+		MaxIncomingStreams: limit,
+		Tracer:             func(context.Context, bool, ConnectionID) qlogwriter.Trace { return sent },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"test"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseWithError(0, "")
+	server, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.CloseWithError(0, "")
+	// The server reads each stream to its end and then ends its side; it
+	// never sends data.
+	go func() {
+		for {
+			s, err := server.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, s); s.Close() }()
+		}
+	}()
+	incoming := server.streamsMap.incomingBidiStreams
+	deleted := func(n int) { // waits for the server to have deleted n streams in all
+		t.Helper()
+		for {
+			incoming.mutex.RLock()
+			done := int(incoming.nextStreamToOpen.StreamNum())-1 == n && len(incoming.streams) == 0
+			incoming.mutex.RUnlock()
+			if done {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the server did not delete %d streams", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	sentLimit := func() int {
+		incoming.mutex.RLock()
+		defer incoming.mutex.RUnlock()
+		return int(incoming.sentMaxStream.StreamNum())
+	}
+	oneAfterAnother := func(n int) {
+		t.Helper()
+		for range n {
+			s, err := client.OpenStreamSync(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Write([]byte("x"))
+			s.Close()
+			if _, err := io.Copy(io.Discard, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// Four streams leave the client half of the limit: no new limit is
+	// sent for its own sake (it rides along with the server's FINs).
+	oneAfterAnother(4)
+	deleted(4)
+	time.Sleep(20 * time.Millisecond)
+	if n := sent.maxStreamsAlone(); n != 0 || sentLimit() != limit {
+		t.Fatalf("after 4 of %d streams the server sent %d packets for MAX_STREAMS alone and a limit of %d at once, want none (the limit stays %d)", limit, n, sentLimit(), limit)
+	}
+	// The fifth leaves less than half: the new limit is sent at once.
+	oneAfterAnother(1)
+	deleted(5)
+	if got := sentLimit(); got != 5+limit {
+		t.Fatalf("after 5 streams the limit sent at once is %d, want %d", got, 5+limit)
+	}
+	// The sixth's is held back. The client then opens a full limit's
+	// worth at once, one more than the limit it surely knows allows, and
+	// the server sends nothing but ACKs: the client has to ask.
+	oneAfterAnother(1)
+	deleted(6)
+	var open []*Stream
+	for range limit {
+		s, err := client.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatalf("stream %d of %d at once: %v (the held limit was never sent)", len(open)+1, limit, err)
+		}
+		s.Write([]byte("x"))
+		open = append(open, s)
+	}
+	for _, s := range open {
+		s.Close()
+	}
+}
+
+// packetsSent is a qlog trace that counts the 1-RTT packets sent with
+// nothing but MAX_STREAMS and ACK frames in them.
+type packetsSent struct {
+	mu    sync.Mutex
+	alone int
+}
+
+func (p *packetsSent) AddProducer() qlogwriter.Recorder { return p }
+func (p *packetsSent) Close() error                     { return nil }
+
+func (p *packetsSent) RecordEvent(ev qlogwriter.Event) {
+	ps, ok := ev.(qlog.PacketSent)
+	if !ok || ps.Header.PacketType != qlog.PacketType1RTT {
+		return
+	}
+	maxStreams, other := false, false
+	for _, f := range ps.Frames {
+		switch f.Frame.(type) {
+		case *qlog.MaxStreamsFrame:
+			maxStreams = true
+		case *qlog.AckFrame:
+		default:
+			other = true
+		}
+	}
+	if maxStreams && !other {
+		p.mu.Lock()
+		p.alone++
+		p.mu.Unlock()
+	}
+}
+
+func (p *packetsSent) maxStreamsAlone() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.alone
 }

@@ -28,6 +28,7 @@ type streamsMap struct {
 
 	sender            streamSender
 	queueControlFrame func(wire.Frame)
+	holdMaxStreams    func(*wire.MaxStreamsFrame)
 	newFlowController func(protocol.StreamID) *streamFlowController
 
 	mutex                 sync.Mutex
@@ -43,6 +44,7 @@ func newStreamsMap(
 	ctx context.Context,
 	sender streamSender,
 	queueControlFrame func(wire.Frame),
+	holdMaxStreams func(*wire.MaxStreamsFrame),
 	newFlowController func(protocol.StreamID) *streamFlowController,
 	maxIncomingBidiStreams uint64,
 	maxIncomingUniStreams uint64,
@@ -53,6 +55,7 @@ func newStreamsMap(
 		ctx:                        ctx,
 		perspective:                perspective,
 		queueControlFrame:          queueControlFrame,
+		holdMaxStreams:             holdMaxStreams,
 		newFlowController:          newFlowController,
 		maxIncomingBidiStreams:     maxIncomingBidiStreams,
 		maxIncomingUniStreams:      maxIncomingUniStreams,
@@ -80,6 +83,7 @@ func (m *streamsMap) initMaps() {
 		m.maxIncomingBidiStreams,
 		m.requireStreamCreditRelease,
 		m.queueControlFrame,
+		m.holdMaxStreams,
 		m.perspective,
 	)
 	m.outgoingUniStreams = newOutgoingStreamsMap(
@@ -98,6 +102,7 @@ func (m *streamsMap) initMaps() {
 		m.maxIncomingUniStreams,
 		m.requireStreamCreditRelease,
 		m.queueControlFrame,
+		m.holdMaxStreams,
 		m.perspective,
 	)
 }

@@ -34,11 +34,15 @@ type incomingStreamsMap[T incomingStream] struct {
 	nextStreamToOpen   protocol.StreamID // the highest stream that the peer opened
 	maxStream          protocol.StreamID // the highest stream that the peer is allowed to open
 	maxNumStreams      uint64            // maximum number of streams
+	// sentMaxStream is the highest limit sent without holding it back
+	// (quicport's patch): the peer surely knows this one.
+	sentMaxStream protocol.StreamID
 
 	requireCreditRelease bool
 
 	newStream        func(protocol.StreamID) T
 	queueMaxStreamID func(*wire.MaxStreamsFrame)
+	holdMaxStreamID  func(*wire.MaxStreamsFrame)
 
 	closeErr error
 }
@@ -49,6 +53,7 @@ func newIncomingStreamsMap[T incomingStream](
 	maxStreams uint64,
 	requireCreditRelease bool,
 	queueControlFrame func(wire.Frame),
+	holdMaxStreams func(*wire.MaxStreamsFrame),
 	pers protocol.Perspective,
 ) *incomingStreamsMap[T] {
 	var nextStreamToAccept protocol.StreamID
@@ -62,17 +67,20 @@ func newIncomingStreamsMap[T incomingStream](
 	case streamType == protocol.StreamTypeUni && pers == protocol.PerspectiveClient:
 		nextStreamToAccept = protocol.FirstIncomingUniStreamClient
 	}
+	maxStream := protocol.StreamNum(maxStreams).StreamID(streamType, pers.Opposite())
 	return &incomingStreamsMap[T]{
 		newStreamChan:        make(chan struct{}, 1),
 		streamType:           streamType,
 		streams:              make(map[protocol.StreamID]incomingStreamEntry[T]),
-		maxStream:            protocol.StreamNum(maxStreams).StreamID(streamType, pers.Opposite()),
+		maxStream:            maxStream,
+		sentMaxStream:        maxStream,
 		maxNumStreams:        maxStreams,
 		requireCreditRelease: requireCreditRelease,
 		newStream:            newStream,
 		nextStreamToOpen:     nextStreamToAccept,
 		nextStreamToAccept:   nextStreamToAccept,
 		queueMaxStreamID:     func(f *wire.MaxStreamsFrame) { queueControlFrame(f) },
+		holdMaxStreamID:      holdMaxStreams,
 	}
 }
 
@@ -217,12 +225,31 @@ func (m *incomingStreamsMap[T]) maybeDeleteStream(id protocol.StreamID, entry in
 		// never send a value larger than the maximum value for a stream number
 		if maxStream <= protocol.MaxStreamID {
 			m.maxStream = maxStream
-			m.queueMaxStreamID(&wire.MaxStreamsFrame{
+			f := &wire.MaxStreamsFrame{
 				Type:         m.streamType,
 				MaxStreamNum: m.maxStream.StreamNum(),
-			})
+			}
+			// quicport's patch: while the peer can still open at least
+			// half of the limit, the new limit waits for a packet sent
+			// anyway. A peer that runs out before then says so with
+			// STREAMS_BLOCKED, which sends it (see the connection).
+			if 2*m.peerCredit() < m.maxNumStreams {
+				m.sentMaxStream = maxStream
+				m.queueMaxStreamID(f)
+			} else {
+				m.holdMaxStreamID(f)
+			}
 		}
 	}
+}
+
+// peerCredit is how many more streams the peer can open by the limit it
+// surely knows (quicport's patch).
+func (m *incomingStreamsMap[T]) peerCredit() uint64 {
+	if m.sentMaxStream < m.nextStreamToOpen {
+		return 0
+	}
+	return uint64(m.sentMaxStream-m.nextStreamToOpen)/4 + 1
 }
 
 func (m *incomingStreamsMap[T]) CloseWithError(err error) {
