@@ -49,7 +49,7 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 		if err != nil {
 			log.Warn("local destination unreachable", "dest", dest, "err", err)
 			abort(proto.StreamRefused)
-			_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+			_ = s.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 			return
 		}
 		err = tunnel.RelayUDP(conn.(*net.UDPConn), st, s.c.cfg.UDPIdleTimeout, tunnel.Counters{})
@@ -61,7 +61,7 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 	if err != nil {
 		log.Warn("local destination unreachable", "dest", dest, "err", err)
 		abort(proto.StreamRefused)
-		_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+		_ = s.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 		return
 	}
 	s.relay(ctx, log, id, conn.(*net.TCPConn), st)
@@ -114,7 +114,7 @@ func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn t
 		reason = proto.ReasonError
 	}
 	log.Debug("connection closed", "sent", stats.ToStream, "received", stats.FromStream, "err", err)
-	_ = s.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
+	_ = s.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
 	return err
 }
 

@@ -118,7 +118,7 @@ func (s *session) serve(ctx context.Context) (err error) {
 			Conn: pc,
 			Open: s.openUDPFlow,
 			Closed: func(id uint32, r proto.CloseReason) {
-				_ = s.control.Send(connCtx, proto.ConnectionClose{ConnID: id, Reason: r})
+				_ = s.control.Notify(connCtx, proto.ConnectionClose{ConnID: id, Reason: r})
 			},
 			IdleTimeout: s.c.cfg.UDPIdleTimeout,
 			MaxFlows:    s.c.cfg.UDPMaxFlows,

@@ -504,7 +504,7 @@ func (ss *session) startRemoteUDP(ctx context.Context, log *slog.Logger, req pro
 		},
 		Closed: func(id uint32, reason proto.CloseReason) {
 			ss.srv.udpFlows.Add(-1)
-			_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
+			_ = ss.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
 		},
 		IdleTimeout: ss.srv.cfg.UDPIdleTimeout,
 		MaxFlows:    ss.srv.cfg.UDPMaxFlows,
@@ -637,7 +637,7 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 		reason = proto.ReasonError
 	}
 	log.Debug("connection closed", "sent", stats.ToStream, "received", stats.FromStream, "err", err)
-	_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
+	_ = ss.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: reason})
 }
 
 // startLocal accepts the client's streams and connects each to the
@@ -707,7 +707,7 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 	log := ss.log.With("conn_id", id)
 	if !ss.admit() {
 		abort(proto.StreamRefused)
-		_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+		_ = ss.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 		return
 	}
 	defer ss.release()
@@ -725,7 +725,7 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 		if err != nil {
 			log.Warn("destination unreachable", "dest", dest, "err", err)
 			abort(proto.StreamRefused)
-			_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+			_ = ss.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 			return
 		}
 		ss.srv.connsTotal.Add(1)
@@ -739,7 +739,7 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 	if err != nil {
 		log.Warn("destination unreachable", "dest", dest, "err", err)
 		abort(proto.StreamRefused)
-		_ = ss.control.Send(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
+		_ = ss.control.Notify(ctx, proto.ConnectionClose{ConnID: id, Reason: proto.ReasonRefused})
 		return
 	}
 	ss.relay(ctx, log, id, c.(*net.TCPConn), st)
