@@ -100,19 +100,7 @@ func TestQueueLetsGoOfItsStorage(t *testing.T) {
 func TestConnectionGivesItsQueueTheMinRTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ln, err := ListenAddr("127.0.0.1:0", serverTLS(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"test"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ln.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := connPair(ctx, t, nil)
 	// A round trip of data each way, so both ends have RTT samples.
 	go func() {
 		s, err := server.AcceptStream(ctx)
@@ -143,6 +131,28 @@ func TestConnectionGivesItsQueueTheMinRTT(t *testing.T) {
 			t.Errorf("the queue's wait is %v, the connection's min RTT %v", got, minRTT)
 		}
 	}
+}
+
+// connPair connects a client to a server listening on loopback with
+// serverConf; both connections and the listener close when the test ends.
+func connPair(ctx context.Context, t *testing.T, serverConf *Config) (client, server *Conn) {
+	t.Helper()
+	ln, err := ListenAddr("127.0.0.1:0", serverTLS(t), serverConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	client, err = DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"test"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.CloseWithError(0, "") })
+	server, err = ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.CloseWithError(0, "") })
+	return client, server
 }
 
 func serverTLS(t *testing.T) *tls.Config {
@@ -245,24 +255,10 @@ func TestStreamLimitWaitsUntilThePeerNeedsIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	sent := &packetsSent{}
-	ln, err := ListenAddr("127.0.0.1:0", serverTLS(t), &Config{
+	client, server := connPair(ctx, t, &Config{
 		MaxIncomingStreams: limit,
 		Tracer:             func(context.Context, bool, ConnectionID) qlogwriter.Trace { return sent },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"test"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseWithError(0, "")
-	server, err := ln.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.CloseWithError(0, "")
 	// The server reads each stream to its end and then ends its side; it
 	// never sends data.
 	go func() {
