@@ -713,12 +713,15 @@ func (ss *session) relayLocal(ctx context.Context, protocol proto.Protocol, dest
 	defer ss.release()
 	// Check the address a name resolves to, so a name cannot reach an
 	// address the permit rules forbid.
-	d := net.Dialer{Timeout: ss.srv.cfg.DialTimeout, ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+	d := net.Dialer{Timeout: ss.srv.cfg.DialTimeout, ControlContext: func(_ context.Context, network, address string, c syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
 			return err
 		}
-		return ss.policy.CheckResolved(host, ap)
+		if err := ss.policy.CheckResolved(host, ap); err != nil {
+			return err
+		}
+		return tunnel.ConnectEarly(network, address, c)
 	}}
 	if protocol == proto.UDP {
 		c, err := d.DialContext(ctx, "udp", dest)
