@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -57,9 +56,7 @@ func (s *session) relayRemote(ctx context.Context, dest string, st *quic.Stream)
 		log.Debug("UDP flow closed", "err", err)
 		return
 	}
-	d := net.Dialer{Timeout: s.c.cfg.Timeout, ControlContext: func(_ context.Context, network, address string, c syscall.RawConn) error {
-		return tunnel.ConnectEarly(network, address, c)
-	}}
+	d := net.Dialer{Timeout: s.c.cfg.Timeout, Control: tunnel.ConnectEarly}
 	conn, err := d.DialContext(ctx, "tcp", dest)
 	if err != nil {
 		log.Warn("local destination unreachable", "dest", dest, "err", err)

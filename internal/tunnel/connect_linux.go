@@ -7,8 +7,8 @@ import (
 )
 
 // ConnectEarly starts a TCP connection's handshake from a net.Dialer's
-// ControlContext hook (network "tcp4" or "tcp6", address the resolved
-// "ip:port"), so that the dialing goroutine does not wait for the
+// Control hook (network "tcp4" or "tcp6", address the resolved
+// "ip:port"; a ControlContext hook may call it last), so that the dialing goroutine does not wait for the
 // handshake when it is already over by the time the connect returns.
 //
 // Go's dialer connects a non-blocking socket: connect returns

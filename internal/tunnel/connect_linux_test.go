@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,9 +12,7 @@ import (
 
 // earlyDialer is how quicport dials a destination.
 func earlyDialer(timeout time.Duration) *net.Dialer {
-	return &net.Dialer{Timeout: timeout, ControlContext: func(_ context.Context, network, address string, c syscall.RawConn) error {
-		return ConnectEarly(network, address, c)
-	}}
+	return &net.Dialer{Timeout: timeout, Control: ConnectEarly}
 }
 
 // On loopback the handshake is over (or at least under way) when
