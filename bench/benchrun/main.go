@@ -325,20 +325,30 @@ func bulkTable(o options, paths []*path) string {
 		name string
 		args []string
 	}{{"1 conn, up", nil}, {"1 conn, down", []string{"-R"}}, {"8 conns, up", []string{"-P", "8"}}}
-	res := map[string][]float64{} // path -> median Gbit/s per case
-	for _, p := range paths {
-		for _, c := range cases {
-			var xs []float64
-			for range o.runs {
+	// Runs go round the paths and cases (run 1 of each, then run 2, ...),
+	// so a machine that slows down or speeds up during the invocation
+	// moves every median alike and the ratios stay fair.
+	xs := make([][][]float64, len(paths)) // path, case -> Gbit/s per run
+	for i := range paths {
+		xs[i] = make([][]float64, len(cases))
+	}
+	for range o.runs {
+		for i, p := range paths {
+			for j, c := range cases {
 				bps, err := iperf3(p.iperf, o.duration, c.args...)
 				if err != nil {
 					progress("%s %s: %v", p.name, c.name, err)
 					continue
 				}
-				xs = append(xs, bps/1e9)
+				xs[i][j] = append(xs[i][j], bps/1e9)
 			}
-			res[p.name] = append(res[p.name], median(xs))
-			progress("%s, %s: %.2f Gbit/s", p.name, c.name, median(xs))
+		}
+	}
+	res := map[string][]float64{} // path -> median Gbit/s per case
+	for i, p := range paths {
+		for j, c := range cases {
+			res[p.name] = append(res[p.name], median(xs[i][j]))
+			progress("%s, %s: %.2f Gbit/s", p.name, c.name, median(xs[i][j]))
 		}
 	}
 	var b strings.Builder
@@ -502,22 +512,28 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 
 func latencyTable(o options, paths []*path) string {
 	type row struct{ idle50, idle99, bulk50, bulk99, set50, set99 float64 }
-	rows := map[string]row{}
-	for _, p := range paths {
-		var rt rttRuns
-		var set50, set99 []float64
-		for range o.runs {
+	// Runs go round the paths (run 1 of every path, then run 2, ...), so
+	// a machine that slows down or speeds up during the invocation moves
+	// every path's median alike and the ratios stay fair.
+	rts := make([]rttRuns, len(paths))
+	set50s, set99s := make([][]float64, len(paths)), make([][]float64, len(paths))
+	for range o.runs {
+		for i, p := range paths {
 			// Idle pings and setups on a quiet tunnel, then pings beside
 			// a bulk transfer.
-			rt.idle(p.echo, o.pings, p.name, o.quiet)
+			rts[i].idle(p.echo, o.pings, p.name, o.quiet)
 			if ds, err := setups(p.echo, o.setups); err == nil {
-				set50, set99 = append(set50, micros(pct(ds, 0.5))), append(set99, micros(pct(ds, 0.99)))
+				set50s[i], set99s[i] = append(set50s[i], micros(pct(ds, 0.5))), append(set99s[i], micros(pct(ds, 0.99)))
 			} else {
 				progress("%s setup: %v", p.name, err)
 			}
-			rt.underBulk(p.echo, o.pings, p.name)
+			rts[i].underBulk(p.echo, o.pings, p.name)
 		}
-		rows[p.name] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(set50), median(set99)}
+	}
+	rows := map[string]row{}
+	for i, p := range paths {
+		rt := rts[i]
+		rows[p.name] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(set50s[i]), median(set99s[i])}
 		progress("%s latency: %+v", p.name, rows[p.name])
 	}
 	var b strings.Builder
