@@ -332,7 +332,8 @@ func bulkTable(o options, paths []*path) string {
 	for i := range paths {
 		xs[i] = make([][]float64, len(cases))
 	}
-	for range o.runs {
+	for run := range o.runs {
+		progress("throughput run %d of %d", run+1, o.runs)
 		for i, p := range paths {
 			for j, c := range cases {
 				bps, err := iperf3(p.iperf, o.duration, c.args...)
@@ -517,7 +518,8 @@ func latencyTable(o options, paths []*path) string {
 	// every path's median alike and the ratios stay fair.
 	rts := make([]rttRuns, len(paths))
 	set50s, set99s := make([][]float64, len(paths)), make([][]float64, len(paths))
-	for range o.runs {
+	for run := range o.runs {
+		progress("latency run %d of %d", run+1, o.runs)
 		for i, p := range paths {
 			// Idle pings and setups on a quiet tunnel, then pings beside
 			// a bulk transfer.
