@@ -239,7 +239,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Bind before connecting: a taken port fails at once, and the
 		// listener stays open across reconnects.
 		addr := f.Source.HostPort(DefaultLocalHost)
-		ln, err := net.Listen("tcp", addr)
+		ln, err := tunnel.ListenTCP(addr)
 		if err != nil {
 			return &permanentError{fmt.Errorf("listen on %s: %w", addr, err)}
 		}

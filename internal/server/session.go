@@ -378,15 +378,15 @@ func (ss *session) startShared(ctx context.Context, log *slog.Logger, req proto.
 // when a session of the same client holds it (takeOver).
 func (ss *session) listenTCP(port uint16) (*net.TCPListener, error) {
 	addr := net.JoinHostPort("", strconv.Itoa(int(port)))
-	ln, err := net.Listen("tcp", addr)
+	ln, err := tunnel.ListenTCP(addr)
 	if err == nil {
-		return ln.(*net.TCPListener), nil
+		return ln, nil
 	}
 	f := ss.takeOver(port, proto.TCP, err)
 	if f == nil {
 		// The holder may have let go while we asked around.
-		if ln, err2 := net.Listen("tcp", addr); err2 == nil {
-			return ln.(*net.TCPListener), nil
+		if ln, err2 := tunnel.ListenTCP(addr); err2 == nil {
+			return ln, nil
 		}
 		return nil, err
 	}
