@@ -1299,7 +1299,7 @@ func (c *Conn) handleShortHeaderPacket(
 			})
 		}
 	}
-	isNonProbing, pathChallenge, err := c.handleUnpackedShortHeaderPacket(destConnID, pn, data, p.ecn, p.rcvTime, log)
+	isNonProbing, pathChallenge, err := c.handleUnpackedShortHeaderPacket(destConnID, pn, data, p.ecn, p.rcvTime, p.Size(), log)
 	if err != nil {
 		return false, err
 	}
@@ -1719,7 +1719,7 @@ func (c *Conn) handleUnpackedLongHeaderPacket(
 	ecn protocol.ECN,
 	rcvTime monotime.Time,
 	datagramPayloadChecksum qlog.DatagramPayloadChecksum, // only for logging
-	packetSize protocol.ByteCount, // only for logging
+	packetSize protocol.ByteCount,
 ) error {
 	if !c.receivedFirstPacket {
 		c.receivedFirstPacket = true
@@ -1814,7 +1814,7 @@ func (c *Conn) handleUnpackedLongHeaderPacket(
 		return err
 	}
 	c.sentPacketHandler.ReceivedPacket(packet.encryptionLevel, rcvTime)
-	return c.receivedPacketHandler.ReceivedPacket(packet.hdr.PacketNumber, ecn, packet.encryptionLevel, rcvTime, isAckEliciting)
+	return c.receivedPacketHandler.ReceivedPacket(packet.hdr.PacketNumber, ecn, packet.encryptionLevel, rcvTime, isAckEliciting, packetSize)
 }
 
 func (c *Conn) handleUnpackedShortHeaderPacket(
@@ -1823,6 +1823,7 @@ func (c *Conn) handleUnpackedShortHeaderPacket(
 	data []byte,
 	ecn protocol.ECN,
 	rcvTime monotime.Time,
+	size protocol.ByteCount,
 	log func([]qlog.Frame),
 ) (isNonProbing bool, pathChallenge *wire.PathChallengeFrame, _ error) {
 	c.lastPacketReceivedTime = rcvTime
@@ -1834,7 +1835,7 @@ func (c *Conn) handleUnpackedShortHeaderPacket(
 		return false, nil, err
 	}
 	c.sentPacketHandler.ReceivedPacket(protocol.Encryption1RTT, rcvTime)
-	if err := c.receivedPacketHandler.ReceivedPacket(pn, ecn, protocol.Encryption1RTT, rcvTime, isAckEliciting); err != nil {
+	if err := c.receivedPacketHandler.ReceivedPacket(pn, ecn, protocol.Encryption1RTT, rcvTime, isAckEliciting, size); err != nil {
 		return false, nil, err
 	}
 	return isNonProbing, pathChallenge, nil

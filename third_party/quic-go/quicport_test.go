@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go/internal/ackhandler"
 	"github.com/quic-go/quic-go/internal/monotime"
 	"github.com/quic-go/quic-go/internal/protocol"
 	"github.com/quic-go/quic-go/internal/utils"
@@ -375,4 +376,187 @@ func (p *packetsSent) maxStreamsAlone() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.alone
+}
+
+// An ACK is due at once after two ack-eliciting packets only when they
+// add up to two packets of the smallest size every path carries; smaller
+// ones wait for a packet sent anyway or for max_ack_delay. Missing and
+// ECN-CE marked packets are acknowledged at once, as upstream.
+func TestSmallPacketsWaitForTheirAck(t *testing.T) {
+	now := monotime.Now()
+	queued := func(h *ackhandler.ReceivedPacketHandler) bool {
+		return h.GetAckFrame(protocol.Encryption1RTT, now, true) != nil
+	}
+	receive := func(h *ackhandler.ReceivedPacketHandler, pn protocol.PacketNumber, ecn protocol.ECN, size protocol.ByteCount) {
+		t.Helper()
+		if err := h.ReceivedPacket(pn, ecn, protocol.Encryption1RTT, now, true, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	h := ackhandler.NewReceivedPacketHandler(utils.DefaultLogger)
+	receive(h, 0, protocol.ECT0, 40)
+	receive(h, 1, protocol.ECT0, 60)
+	if queued(h) {
+		t.Fatal("two small packets queued an ACK at once")
+	}
+	if h.GetAlarmTimeout() != now.Add(ackhandler.MaxAckDelay) {
+		t.Fatal("two small packets set no ACK alarm of max_ack_delay")
+	}
+	if h.GetAckFrame(protocol.Encryption1RTT, now, false) == nil {
+		t.Fatal("no ACK to send along with a packet sent anyway")
+	}
+	// Small packets that add up to two full-sized ones do queue it.
+	for pn := protocol.PacketNumber(2); pn < 2+2*protocol.MinInitialPacketSize/100-1; pn++ {
+		receive(h, pn, protocol.ECT0, 100)
+		if queued(h) {
+			t.Fatalf("ACK queued after %d bytes", (pn-1)*100)
+		}
+	}
+	receive(h, 2+2*protocol.MinInitialPacketSize/100-1, protocol.ECT0, 100)
+	if !queued(h) {
+		t.Fatal("no ACK queued after two full packets' worth of small ones")
+	}
+
+	h = ackhandler.NewReceivedPacketHandler(utils.DefaultLogger)
+	receive(h, 0, protocol.ECT0, protocol.MinInitialPacketSize)
+	if queued(h) {
+		t.Fatal("one full-sized packet queued an ACK at once")
+	}
+	receive(h, 1, protocol.ECT0, protocol.MinInitialPacketSize)
+	if !queued(h) {
+		t.Fatal("two full-sized packets queued no ACK at once")
+	}
+
+	h = ackhandler.NewReceivedPacketHandler(utils.DefaultLogger)
+	receive(h, 0, protocol.ECT0, 40)
+	receive(h, 1, protocol.ECNCE, 40)
+	if !queued(h) {
+		t.Fatal("an ECN-CE marked packet queued no ACK at once")
+	}
+
+	h = ackhandler.NewReceivedPacketHandler(utils.DefaultLogger)
+	receive(h, 0, protocol.ECT0, 40)
+	h.GetAckFrame(protocol.Encryption1RTT, now, false)
+	receive(h, 5, protocol.ECT0, 40) // 1 to 4 missing: newly reported missing needs the reordering threshold
+	receive(h, 2, protocol.ECT0, 40)
+	h.GetAckFrame(protocol.Encryption1RTT, now, false) // reports 1, 3 and 4 missing
+	receive(h, 3, protocol.ECT0, 40)
+	if !queued(h) {
+		t.Fatal("a packet reported missing before queued no ACK at once")
+	}
+}
+
+// Over a real connection: an exchange of small messages costs the side
+// that answers no packet just for ACKs, while a bulk transfer is still
+// acknowledged as it arrives.
+func TestAcksOfSmallAndFullPackets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	counts := &ackCounts{}
+	client, server := connPair(ctx, t, &Config{
+		Tracer: func(context.Context, bool, ConnectionID) qlogwriter.Trace { return counts },
+	})
+	go func() {
+		for {
+			s, err := server.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				n, _ := io.Copy(io.Discard, s)
+				if n < 100 {
+					s.Write([]byte("answer"))
+				}
+				s.Close()
+			}()
+		}
+	}()
+
+	// Each exchange: a request in one packet, its FIN in another a moment
+	// later (two small ack-eliciting packets), then the answer. Upstream
+	// sends an ACK of its own after the FIN, before the answer.
+	const exchanges = 40
+	before := counts.snapshot()
+	for range exchanges {
+		s, err := client.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write([]byte("request"))
+		time.Sleep(time.Millisecond)
+		s.Close()
+		if _, err := io.ReadAll(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := counts.snapshot().sub(before)
+	if small.ackOnly > exchanges/4 {
+		t.Errorf("the server sent %d packets with nothing but an ACK for %d exchanges of small messages, want at most %d", small.ackOnly, exchanges, exchanges/4)
+	}
+
+	// 4 MB one way: the server's ACKs keep coming.
+	before = counts.snapshot()
+	s, err := client.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(make([]byte, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	io.ReadAll(s)
+	bulk := counts.snapshot().sub(before)
+	// On loopback the receiver takes packets in batches and acknowledges
+	// each batch at once (upstream sends one ACK for about 33 packets
+	// here); acknowledging only on max_ack_delay would send a handful.
+	if bulk.ackOnly < bulk.received/64 {
+		t.Errorf("the server acknowledged %d packets of a bulk transfer with %d ACK packets, want at least one for every 64", bulk.received, bulk.ackOnly)
+	}
+	t.Logf("small exchanges: %+v; bulk: %+v", small, bulk)
+}
+
+// ackCounts is the server's qlog trace: it counts the 1-RTT packets the
+// server receives and those it sends with nothing but an ACK in them.
+type ackCounts struct {
+	mu     sync.Mutex
+	counts ackCount
+}
+
+type ackCount struct{ received, ackOnly int }
+
+func (c ackCount) sub(o ackCount) ackCount {
+	return ackCount{c.received - o.received, c.ackOnly - o.ackOnly}
+}
+
+func (a *ackCounts) AddProducer() qlogwriter.Recorder { return a }
+func (a *ackCounts) Close() error                     { return nil }
+
+func (a *ackCounts) snapshot() ackCount {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.counts
+}
+
+func (a *ackCounts) RecordEvent(ev qlogwriter.Event) {
+	switch ev := ev.(type) {
+	case qlog.PacketReceived:
+		if ev.Header.PacketType == qlog.PacketType1RTT {
+			a.mu.Lock()
+			a.counts.received++
+			a.mu.Unlock()
+		}
+	case qlog.PacketSent:
+		if ev.Header.PacketType != qlog.PacketType1RTT || len(ev.Frames) == 0 {
+			return
+		}
+		for _, f := range ev.Frames {
+			if _, ok := f.Frame.(*qlog.AckFrame); !ok {
+				return
+			}
+		}
+		a.mu.Lock()
+		a.counts.ackOnly++
+		a.mu.Unlock()
+	}
 }

@@ -32,6 +32,7 @@ func (h *ReceivedPacketHandler) ReceivedPacket(
 	encLevel protocol.EncryptionLevel,
 	rcvTime monotime.Time,
 	ackEliciting bool,
+	size protocol.ByteCount,
 ) error {
 	switch encLevel {
 	case protocol.EncryptionInitial:
@@ -47,12 +48,12 @@ func (h *ReceivedPacketHandler) ReceivedPacket(
 		if h.lowest1RTTPacket != protocol.InvalidPacketNumber && pn > h.lowest1RTTPacket {
 			return fmt.Errorf("received packet number %d on a 0-RTT packet after receiving %d on a 1-RTT packet", pn, h.lowest1RTTPacket)
 		}
-		return h.appDataPackets.ReceivedPacket(pn, ecn, rcvTime, ackEliciting)
+		return h.appDataPackets.ReceivedPacket(pn, ecn, rcvTime, ackEliciting, size)
 	case protocol.Encryption1RTT:
 		if h.lowest1RTTPacket == protocol.InvalidPacketNumber || pn < h.lowest1RTTPacket {
 			h.lowest1RTTPacket = pn
 		}
-		return h.appDataPackets.ReceivedPacket(pn, ecn, rcvTime, ackEliciting)
+		return h.appDataPackets.ReceivedPacket(pn, ecn, rcvTime, ackEliciting, size)
 	default:
 		panic(fmt.Sprintf("received packet with unknown encryption level: %s", encLevel))
 	}

@@ -81,6 +81,16 @@ const MaxAckDelay = 25 * time.Millisecond
 // number of ack-eliciting packets received before sending an ACK
 const packetsBeforeAck = 2
 
+// bytesBeforeAck is how many bytes those packets must add up to: two
+// packets of the smallest size every QUIC path carries. Like TCP, which
+// acknowledges every second full-sized segment at once and delays the
+// acknowledgement of smaller ones, small packets (a stream's FIN, a
+// request, a control message) are acknowledged with the next packet
+// that goes out anyway, or after max_ack_delay, rather than in a packet
+// of their own. Missing and ECN-CE marked packets are still acknowledged
+// at once. No congestion window is smaller than this.
+const bytesBeforeAck = packetsBeforeAck * protocol.MinInitialPacketSize
+
 // The appDataReceivedPacketTracker tracks packets received in the Application Data packet number space.
 // It waits until at least 2 packets were received before queueing an ACK, or until the max_ack_delay was reached.
 type appDataReceivedPacketTracker struct {
@@ -94,6 +104,7 @@ type appDataReceivedPacketTracker struct {
 	ackQueued bool // true if we need send a new ACK
 
 	ackElicitingPacketsReceivedSinceLastAck int
+	ackElicitingBytesReceivedSinceLastAck   protocol.ByteCount
 	ackAlarm                                monotime.Time
 
 	logger utils.Logger
@@ -107,7 +118,7 @@ func newAppDataReceivedPacketTracker(logger utils.Logger) *appDataReceivedPacket
 	return h
 }
 
-func (h *appDataReceivedPacketTracker) ReceivedPacket(pn protocol.PacketNumber, ecn protocol.ECN, rcvTime monotime.Time, ackEliciting bool) error {
+func (h *appDataReceivedPacketTracker) ReceivedPacket(pn protocol.PacketNumber, ecn protocol.ECN, rcvTime monotime.Time, ackEliciting bool, size protocol.ByteCount) error {
 	if err := h.receivedPacketTracker.ReceivedPacket(pn, ecn, ackEliciting); err != nil {
 		return err
 	}
@@ -119,6 +130,7 @@ func (h *appDataReceivedPacketTracker) ReceivedPacket(pn protocol.PacketNumber, 
 		return nil
 	}
 	h.ackElicitingPacketsReceivedSinceLastAck++
+	h.ackElicitingBytesReceivedSinceLastAck += size
 	isMissing := h.isMissing(pn)
 	if !h.ackQueued && h.shouldQueueACK(pn, ecn, isMissing) {
 		h.ackQueued = true
@@ -184,10 +196,10 @@ func (h *appDataReceivedPacketTracker) shouldQueueACK(pn protocol.PacketNumber, 
 		return true
 	}
 
-	// send an ACK every 2 ack-eliciting packets
-	if h.ackElicitingPacketsReceivedSinceLastAck >= packetsBeforeAck {
+	// send an ACK every 2 ack-eliciting packets of at least bytesBeforeAck
+	if h.ackElicitingPacketsReceivedSinceLastAck >= packetsBeforeAck && h.ackElicitingBytesReceivedSinceLastAck >= bytesBeforeAck {
 		if h.logger.Debug() {
-			h.logger.Debugf("\tQueueing ACK because packet %d packets were received after the last ACK (using initial threshold: %d).", h.ackElicitingPacketsReceivedSinceLastAck, packetsBeforeAck)
+			h.logger.Debugf("\tQueueing ACK because %d packets (%d bytes) were received after the last ACK (using initial threshold: %d).", h.ackElicitingPacketsReceivedSinceLastAck, h.ackElicitingBytesReceivedSinceLastAck, packetsBeforeAck)
 		}
 		return true
 	}
@@ -223,6 +235,7 @@ func (h *appDataReceivedPacketTracker) GetAckFrame(now monotime.Time, onlyIfQueu
 	h.ackQueued = false
 	h.ackAlarm = 0
 	h.ackElicitingPacketsReceivedSinceLastAck = 0
+	h.ackElicitingBytesReceivedSinceLastAck = 0
 	return ack
 }
 
