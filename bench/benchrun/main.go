@@ -509,6 +509,15 @@ func (r *rttRuns) underBulk(entry string, pings int, what string) {
 	time.Sleep(200 * time.Millisecond)
 }
 
+// runList formats one value per run: "301, 318, 335".
+func runList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func latencyTable(o options, paths []*path) string {
@@ -549,6 +558,13 @@ func latencyTable(o options, paths []*path) string {
 			r.idle50-d.idle50, ratio(r.idle50-d.idle50, ssh.idle50-d.idle50), r.bulk50, r.bulk99, ratio(r.bulk99, ssh.bulk99), r.set50, ratio(r.set50, ssh.set50), r.set99)
 	}
 	b.WriteString("\n")
+	// The medians hide how far runs spread on a busy machine; the setup
+	// p50 and idle round trip of each run, in order, show it.
+	b.WriteString("Per run (µs, in the order they ran), setup p50 / idle rtt p50:")
+	for i, p := range paths {
+		fmt.Fprintf(&b, " %s %s / %s;", p.name, runList(set50s[i]), runList(rts[i].idle50))
+	}
+	b.WriteString("\n\n")
 	// The same three measures against the best (lowest) of the other QUIC
 	// tunnels; below 1.00x quicport is ahead.
 	var best row
