@@ -19,9 +19,8 @@ const (
 // them, set once on the listening socket instead of per connection.
 //
 // Go turns keepalive on for each accepted connection with four setsockopt
-// calls, on the way from accept to the goroutine that handles it: about
-// 2 µs of every tunneled connection's setup at a tunnel's entrance on the
-// machine of docs/BENCHMARKS.md. Linux copies a listening socket's
+// calls, on the way from accept to the goroutine that handles it, in
+// every tunneled connection's setup at a tunnel's entrance. Linux copies a listening socket's
 // options to the connections it accepts, keepalive and its timings
 // among them, so here they are set once on the listening socket, and
 // Go is told to leave them alone.
