@@ -527,6 +527,13 @@ func latencyTable(o options, paths []*path) string {
 	// every path's median alike and the ratios stay fair.
 	rts := make([]rttRuns, len(paths))
 	set50s, set99s := make([][]float64, len(paths)), make([][]float64, len(paths))
+	// A warm-up, not counted: the first pings and setups through a path
+	// that has carried nothing yet are slower on every path (fresh
+	// memory, threads, code), which made run 1 an outlier.
+	for _, p := range paths {
+		pingPong(p.echo, min(o.pings, 200))
+		setups(p.echo, min(o.setups, 100))
+	}
 	for run := range o.runs {
 		progress("latency run %d of %d", run+1, o.runs)
 		for i, p := range paths {
