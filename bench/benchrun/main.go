@@ -527,9 +527,10 @@ func latencyTable(o options, paths []*path) string {
 	// every path's median alike and the ratios stay fair.
 	rts := make([]rttRuns, len(paths))
 	set50s, set99s := make([][]float64, len(paths)), make([][]float64, len(paths))
-	// A warm-up, not counted: the first pings and setups through a path
-	// that has carried nothing yet are slower on every path (fresh
-	// memory, threads, code), which made run 1 an outlier.
+	// A warm-up, not counted: run 1 came out slower than the rest on
+	// most paths, quicport's and ssh's (docs/BENCHMARKS.md, 14:07 on
+	// 2026-11-24), whatever a path that has carried nothing yet is
+	// still short of.
 	for _, p := range paths {
 		pingPong(p.echo, min(o.pings, 200))
 		setups(p.echo, min(o.setups, 100))
