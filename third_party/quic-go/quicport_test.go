@@ -407,13 +407,15 @@ func TestSmallPacketsWaitForTheirAck(t *testing.T) {
 		t.Fatal("no ACK to send along with a packet sent anyway")
 	}
 	// Small packets that add up to two full-sized ones do queue it.
-	for pn := protocol.PacketNumber(2); pn < 2+2*protocol.MinInitialPacketSize/100-1; pn++ {
-		receive(h, pn, protocol.ECT0, 100)
+	const small = 100
+	n := protocol.PacketNumber(2 * protocol.MinInitialPacketSize / small)
+	for i := range n - 1 {
+		receive(h, 2+i, protocol.ECT0, small)
 		if queued(h) {
-			t.Fatalf("ACK queued after %d bytes", (pn-1)*100)
+			t.Fatalf("ACK queued after %d bytes", (i+1)*small)
 		}
 	}
-	receive(h, 2+2*protocol.MinInitialPacketSize/100-1, protocol.ECT0, 100)
+	receive(h, 2+n-1, protocol.ECT0, small)
 	if !queued(h) {
 		t.Fatal("no ACK queued after two full packets' worth of small ones")
 	}

@@ -92,7 +92,7 @@ const packetsBeforeAck = 2
 const bytesBeforeAck = packetsBeforeAck * protocol.MinInitialPacketSize
 
 // The appDataReceivedPacketTracker tracks packets received in the Application Data packet number space.
-// It waits until at least 2 packets were received before queueing an ACK, or until the max_ack_delay was reached.
+// It waits until at least 2 packets of at least bytesBeforeAck in all were received before queueing an ACK, or until the max_ack_delay was reached.
 type appDataReceivedPacketTracker struct {
 	receivedPacketTracker
 
