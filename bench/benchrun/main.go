@@ -525,8 +525,11 @@ func latencyTable(o options, paths []*path) string {
 	// Runs go round the paths (run 1 of every path, then run 2, ...), so
 	// a machine that slows down or speeds up during the invocation moves
 	// every path's median alike and the ratios stay fair.
-	rts := make([]rttRuns, len(paths))
-	set50s, set99s := make([][]float64, len(paths)), make([][]float64, len(paths))
+	type pathRuns struct {
+		rttRuns
+		set50, set99 []float64 // setup percentiles (µs) per run
+	}
+	runs := make([]pathRuns, len(paths))
 	// A warm-up, not counted: run 1 came out slower than the rest on
 	// most paths, quicport's and ssh's (docs/BENCHMARKS.md, 14:07 on
 	// 2026-11-24), whatever a path that has carried nothing yet is
@@ -540,19 +543,20 @@ func latencyTable(o options, paths []*path) string {
 		for i, p := range paths {
 			// Idle pings and setups on a quiet tunnel, then pings beside
 			// a bulk transfer.
-			rts[i].idle(p.echo, o.pings, p.name, o.quiet)
+			r := &runs[i]
+			r.idle(p.echo, o.pings, p.name, o.quiet)
 			if ds, err := setups(p.echo, o.setups); err == nil {
-				set50s[i], set99s[i] = append(set50s[i], micros(pct(ds, 0.5))), append(set99s[i], micros(pct(ds, 0.99)))
+				r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
 			} else {
 				progress("%s setup: %v", p.name, err)
 			}
-			rts[i].underBulk(p.echo, o.pings, p.name)
+			r.underBulk(p.echo, o.pings, p.name)
 		}
 	}
 	rows := map[string]row{}
 	for i, p := range paths {
-		rt := rts[i]
-		rows[p.name] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(set50s[i]), median(set99s[i])}
+		r := runs[i]
+		rows[p.name] = row{median(r.idle50), median(r.idle99), median(r.bulk50), median(r.bulk99), median(r.set50), median(r.set99)}
 		progress("%s latency: %+v", p.name, rows[p.name])
 	}
 	var b strings.Builder
@@ -570,7 +574,7 @@ func latencyTable(o options, paths []*path) string {
 	// p50 and idle round trip of each run, in order, show it.
 	b.WriteString("Per run (µs, in the order they ran), setup p50 / idle rtt p50:")
 	for i, p := range paths {
-		fmt.Fprintf(&b, " %s %s / %s;", p.name, runList(set50s[i]), runList(rts[i].idle50))
+		fmt.Fprintf(&b, " %s %s / %s;", p.name, runList(runs[i].set50), runList(runs[i].idle50))
 	}
 	b.WriteString("\n\n")
 	// The same three measures against the best (lowest) of the other QUIC

@@ -8,8 +8,9 @@ import (
 
 // ConnectEarly starts a TCP connection's handshake from a net.Dialer's
 // Control hook (network "tcp4" or "tcp6", address the resolved
-// "ip:port"; a ControlContext hook may call it last), so that the dialing goroutine does not wait for the
-// handshake when it is already over by the time the connect returns.
+// "ip:port"; a ControlContext hook may call it last), so that the
+// dialing goroutine does not wait for the handshake when it is already
+// over by the time the connect returns.
 //
 // Go's dialer connects a non-blocking socket: connect returns
 // EINPROGRESS, and the goroutine parks until the scheduler's next look

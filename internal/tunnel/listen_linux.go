@@ -20,10 +20,10 @@ const (
 //
 // Go turns keepalive on for each accepted connection with four setsockopt
 // calls, on the way from accept to the goroutine that handles it, in
-// every tunneled connection's setup at a tunnel's entrance. Linux copies a listening socket's
-// options to the connections it accepts, keepalive and its timings
-// among them, so here they are set once on the listening socket, and
-// Go is told to leave them alone.
+// every tunneled connection's setup at a tunnel's entrance. Linux copies
+// a listening socket's options to the connections it accepts, keepalive
+// and its timings among them, so here they are set once on the
+// listening socket, and Go is told to leave them alone.
 func ListenTCP(addr string) (*net.TCPListener, error) {
 	lc := net.ListenConfig{KeepAlive: -1, Control: setKeepAlive}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
