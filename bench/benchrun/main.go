@@ -520,15 +520,72 @@ func runList(xs []float64) string {
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
+// pathRuns is one path's latency measures, one entry per run.
+type pathRuns struct {
+	rttRuns
+	set50, set99 []float64 // setup percentiles (µs) per run
+}
+
+// pairedLine compares each quicport row with ssh -L run by run: the ratio
+// of quicport's setup p50 to ssh -L's in the same run, and of their idle
+// overheads (p50 round trip minus direct's in that run). A slow or fast
+// spell of the machine moves both sides of such a ratio, so their median
+// and the count of runs below 1.00x say more than a ratio of medians
+// when the two are close.
+func pairedLine(paths []*path, runs []pathRuns) string {
+	index := func(name string) int {
+		return slices.IndexFunc(paths, func(p *path) bool { return p.name == name })
+	}
+	d, ssh := index("direct"), index("ssh -L")
+	if d < 0 || ssh < 0 {
+		return ""
+	}
+	paired := func(q pathRuns, value func(r pathRuns, run int) float64) string {
+		// A run that failed on one path leaves its lists short, and
+		// the runs no longer line up.
+		n := len(runs[d].idle50)
+		for _, l := range []int{len(q.set50), len(q.idle50), len(runs[ssh].set50), len(runs[ssh].idle50)} {
+			if l != n {
+				return "n/a (a run failed)"
+			}
+		}
+		var rs []float64
+		below := 0
+		for run := range n {
+			den := value(runs[ssh], run)
+			if den <= 0 {
+				continue
+			}
+			r := value(q, run) / den
+			rs = append(rs, r)
+			if r < 1 {
+				below++
+			}
+		}
+		if len(rs) == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2fx (%.2fx–%.2fx, below 1.00x in %d of %d)", median(rs), slices.Min(rs), slices.Max(rs), below, len(rs))
+	}
+	setup := func(r pathRuns, run int) float64 { return r.set50[run] }
+	overhead := func(r pathRuns, run int) float64 { return r.idle50[run] - runs[d].idle50[run] }
+	var b strings.Builder
+	b.WriteString("Paired with ssh -L run by run (median of the per-run ratios, their range, and the runs where quicport was ahead):")
+	for i, p := range paths {
+		if !slices.Contains(quicportRows, p.name) {
+			continue
+		}
+		fmt.Fprintf(&b, " %s setup p50 %s, idle overhead %s;", p.name, paired(runs[i], setup), paired(runs[i], overhead))
+	}
+	b.WriteString("\n\n")
+	return b.String()
+}
+
 func latencyTable(o options, paths []*path) string {
 	type row struct{ idle50, idle99, bulk50, bulk99, set50, set99 float64 }
 	// Runs go round the paths (run 1 of every path, then run 2, ...), so
 	// a machine that slows down or speeds up during the invocation moves
 	// every path's median alike and the ratios stay fair.
-	type pathRuns struct {
-		rttRuns
-		set50, set99 []float64 // setup percentiles (µs) per run
-	}
 	runs := make([]pathRuns, len(paths))
 	// A warm-up, not counted: run 1 came out slower than the rest on
 	// most paths, quicport's and ssh's (docs/BENCHMARKS.md, 14:07 on
@@ -577,6 +634,7 @@ func latencyTable(o options, paths []*path) string {
 		fmt.Fprintf(&b, " %s %s / %s;", p.name, runList(runs[i].set50), runList(runs[i].idle50))
 	}
 	b.WriteString("\n\n")
+	b.WriteString(pairedLine(paths, runs))
 	// The same three measures against the best (lowest) of the other QUIC
 	// tunnels; below 1.00x quicport is ahead.
 	var best row
