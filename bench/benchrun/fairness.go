@@ -85,34 +85,36 @@ func fairnessRows(o options, far *farHost, paths []*path, d time.Duration) (stri
 	}); err != nil {
 		return "", err
 	}
+	// raw quic-go runs quic-go's NewReno, as the quicport LPF row does.
+	paths = slices.DeleteFunc(slices.Clone(paths), func(p *path) bool { return p.name == "raw quic-go" })
+	type result struct{ mine, theirs float64 }
+	share := func(r result) float64 { return r.mine / max(r.mine+r.theirs, 1) }
 	for _, buffer := range o.fairBuffers {
 		if err := runSteps([][]string{{"tc", "-n", far.ns, "qdisc", "replace", "dev", ifb, "root", "tbf", "rate", o.fairRate, "burst", "32kb", "limit", buffer}}); err != nil {
 			return "", err
 		}
-		for _, p := range paths {
-			if p.name == "raw quic-go" {
-				continue // quic-go's NewReno, as the quicport LPF row
-			}
-			what := fmt.Sprintf("%s beside TCP, %s buffer", p.name, buffer)
-			// The run with the median share, so that a row's two rates
-			// come from one run.
-			type result struct{ mine, theirs float64 }
-			var rs []result
-			for range o.runs {
+		// Runs go round the paths, as in the loopback scenarios.
+		rs := make([][]result, len(paths))
+		for run := range o.runs {
+			progress("fairness run %d of %d, %s buffer", run+1, o.runs, buffer)
+			for i, p := range paths {
 				a, c, err := sideBySide(p.iperf, rival, d)
 				if err != nil {
-					progress("%s: %v", what, err)
+					progress("%s beside TCP, %s buffer: %v", p.name, buffer, err)
 					continue
 				}
-				rs = append(rs, result{a / 1e6, c / 1e6})
+				rs[i] = append(rs[i], result{a / 1e6, c / 1e6})
 			}
-			share := func(r result) float64 { return r.mine / max(r.mine+r.theirs, 1) }
-			slices.SortFunc(rs, func(x, y result) int { return cmp.Compare(share(x), share(y)) })
+		}
+		for i, p := range paths {
+			// The run with the median share, so that a row's two rates
+			// come from one run.
+			slices.SortFunc(rs[i], func(x, y result) int { return cmp.Compare(share(x), share(y)) })
 			var r result
-			if len(rs) > 0 {
-				r = rs[len(rs)/2]
+			if len(rs[i]) > 0 {
+				r = rs[i][len(rs[i])/2]
 			}
-			progress("%s: %.0f / %.0f Mbit/s, share %.2f", what, r.mine, r.theirs, share(r))
+			progress("%s beside TCP, %s buffer: %.0f / %.0f Mbit/s, share %.2f", p.name, buffer, r.mine, r.theirs, share(r))
 			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.2f |\n", p.name, buffer, r.mine, r.theirs, share(r))
 		}
 	}

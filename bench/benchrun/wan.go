@@ -55,28 +55,34 @@ func (e *env) wanTable(o options) (string, error) {
 func wanRows(o options, far *farHost, paths []*path, pings, setupsN int) string {
 	type row struct{ rtt50, rtt99, set50, set99, gbps float64 }
 	rows := map[string]row{}
-	for _, p := range paths {
-		what := p.name + " across the WAN link"
-		var rtt50, rtt99, set50, set99, gbps []float64
-		for range o.runs {
+	// Runs go round the paths, as in the loopback scenarios.
+	type runs struct{ rtt50, rtt99, set50, set99, gbps []float64 }
+	rs := make([]runs, len(paths))
+	for run := range o.runs {
+		progress("WAN run %d of %d", run+1, o.runs)
+		for i, p := range paths {
+			what, r := p.name+" across the WAN link", &rs[i]
 			if rtts, err := pingPong(p.echo, pings); err == nil {
-				rtt50, rtt99 = append(rtt50, micros(pct(rtts, 0.5))), append(rtt99, micros(pct(rtts, 0.99)))
+				r.rtt50, r.rtt99 = append(r.rtt50, micros(pct(rtts, 0.5))), append(r.rtt99, micros(pct(rtts, 0.99)))
 			} else {
 				progress("%s ping: %v", what, err)
 			}
 			if ds, err := setups(p.echo, setupsN); err == nil {
-				set50, set99 = append(set50, micros(pct(ds, 0.5))), append(set99, micros(pct(ds, 0.99)))
+				r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
 			} else {
 				progress("%s setup: %v", what, err)
 			}
 			if bps, err := iperf3(p.iperf, o.duration); err == nil {
-				gbps = append(gbps, bps/1e9)
+				r.gbps = append(r.gbps, bps/1e9)
 			} else {
 				progress("%s iperf3: %v", what, err)
 			}
 		}
-		rows[p.name] = row{median(rtt50), median(rtt99), median(set50), median(set99), median(gbps)}
-		progress("%s: %+v", what, rows[p.name])
+	}
+	for i, p := range paths {
+		r := rs[i]
+		rows[p.name] = row{median(r.rtt50), median(r.rtt99), median(r.set50), median(r.set99), median(r.gbps)}
+		progress("%s across the WAN link: %+v", p.name, rows[p.name])
 	}
 	var b strings.Builder
 	b.WriteString("| path | rtt p50 | rtt p99 | setup p50 (ratio to ssh -L) | setup p99 | bulk Gbit/s (ratio to ssh -L) |\n|---|---|---|---|---|---|\n")
