@@ -57,14 +57,18 @@ func (p Policy) CheckOpen(host string, port uint16) error {
 // CheckResolved decides whether the address a permitted name resolved to
 // may be dialed: an IP rule must not be bypassed through a name.
 func (p Policy) CheckResolved(requested string, addr netip.AddrPort) error {
-	what := fmt.Sprintf("connecting to %s (resolved from %s)", addr, requested)
-	if p.Open.IsSet() && !p.Open.AllowsAddr(requested, addr) {
-		return &Denied{what, fmt.Sprintf("the server's --permit-open %s", p.Open.Text)}
+	var rule string
+	switch {
+	case p.Open.IsSet() && !p.Open.AllowsAddr(requested, addr):
+		rule = fmt.Sprintf("the server's --permit-open %s", p.Open.Text)
+	case p.KeyOpen.IsSet() && !p.KeyOpen.AllowsAddr(requested, addr):
+		rule = fmt.Sprintf("this client key's permitopen=%q option", p.KeyOpen.Text)
+	default:
+		return nil
 	}
-	if p.KeyOpen.IsSet() && !p.KeyOpen.AllowsAddr(requested, addr) {
-		return &Denied{what, fmt.Sprintf("this client key's permitopen=%q option", p.KeyOpen.Text)}
-	}
-	return nil
+	// Formatted only for a refusal: this runs on every tunneled
+	// connection's dial.
+	return &Denied{fmt.Sprintf("connecting to %s (resolved from %s)", addr, requested), rule}
 }
 
 func joinHostPort(host string, port uint16) string {
