@@ -93,19 +93,15 @@ func fairnessRows(o options, far *farHost, paths []*path, d time.Duration) (stri
 		if err := runSteps([][]string{{"tc", "-n", far.ns, "qdisc", "replace", "dev", ifb, "root", "tbf", "rate", o.fairRate, "burst", "32kb", "limit", buffer}}); err != nil {
 			return "", err
 		}
-		// Runs go round the paths, as in the loopback scenarios.
 		rs := make([][]result, len(paths))
-		for run := range o.runs {
-			progress("fairness run %d of %d, %s buffer", run+1, o.runs, buffer)
-			for i, p := range paths {
-				a, c, err := sideBySide(p.iperf, rival, d)
-				if err != nil {
-					progress("%s beside TCP, %s buffer: %v", p.name, buffer, err)
-					continue
-				}
-				rs[i] = append(rs[i], result{a / 1e6, c / 1e6})
+		roundThePaths(o.runs, paths, "fairness ("+buffer+" buffer)", func(i int, p *path) {
+			a, c, err := sideBySide(p.iperf, rival, d)
+			if err != nil {
+				progress("%s beside TCP, %s buffer: %v", p.name, buffer, err)
+				return
 			}
-		}
+			rs[i] = append(rs[i], result{a / 1e6, c / 1e6})
+		})
 		for i, p := range paths {
 			// The run with the median share, so that a row's two rates
 			// come from one run.

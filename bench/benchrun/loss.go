@@ -234,21 +234,17 @@ func lossRows(o options, far *farHost, paths []*path) (string, error) {
 		if err := far.setLoss(loss); err != nil {
 			return "", err
 		}
-		// Runs go round the paths, as in the loopback scenarios.
 		rts := make([]rttRuns, len(paths))
 		gbps := make([][]float64, len(paths))
-		for run := range o.runs {
-			progress("%g%% loss run %d of %d", loss, run+1, o.runs)
-			for i, p := range paths {
-				what := fmt.Sprintf("%s, %g%% loss", p.name, loss)
-				rts[i].add(p.echo, o.pings, what, o.quiet)
-				if bps, err := iperf3(p.iperf, o.duration); err == nil {
-					gbps[i] = append(gbps[i], bps/1e9)
-				} else {
-					progress("%s iperf3: %v", what, err)
-				}
+		roundThePaths(o.runs, paths, fmt.Sprintf("%g%% loss", loss), func(i int, p *path) {
+			what := fmt.Sprintf("%s, %g%% loss", p.name, loss)
+			rts[i].add(p.echo, o.pings, what, o.quiet)
+			if bps, err := iperf3(p.iperf, o.duration); err == nil {
+				gbps[i] = append(gbps[i], bps/1e9)
+			} else {
+				progress("%s iperf3: %v", what, err)
 			}
-		}
+		})
 		for i, p := range paths {
 			rt := rts[i]
 			rows[key(p.name, loss)] = row{median(rt.idle50), median(rt.idle99), median(rt.bulk50), median(rt.bulk99), median(gbps[i])}

@@ -320,31 +320,38 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
+// roundThePaths calls measure for run 1 of every path, then run 2, and so
+// on, runs times, so that a machine that slows down or speeds up during
+// the invocation moves every path's median alike and the ratios stay
+// fair. what names the runs in the progress lines ("latency run 2 of 3").
+func roundThePaths(runs int, paths []*path, what string, measure func(i int, p *path)) {
+	for run := range runs {
+		progress("%s run %d of %d", what, run+1, runs)
+		for i, p := range paths {
+			measure(i, p)
+		}
+	}
+}
+
 func bulkTable(o options, paths []*path) string {
 	cases := []struct {
 		name string
 		args []string
 	}{{"1 conn, up", nil}, {"1 conn, down", []string{"-R"}}, {"8 conns, up", []string{"-P", "8"}}}
-	// Runs go round the paths and cases (run 1 of each, then run 2, ...),
-	// so a machine that slows down or speeds up during the invocation
-	// moves every median alike and the ratios stay fair.
 	xs := make([][][]float64, len(paths)) // path, case -> Gbit/s per run
 	for i := range paths {
 		xs[i] = make([][]float64, len(cases))
 	}
-	for run := range o.runs {
-		progress("throughput run %d of %d", run+1, o.runs)
-		for i, p := range paths {
-			for j, c := range cases {
-				bps, err := iperf3(p.iperf, o.duration, c.args...)
-				if err != nil {
-					progress("%s %s: %v", p.name, c.name, err)
-					continue
-				}
-				xs[i][j] = append(xs[i][j], bps/1e9)
+	roundThePaths(o.runs, paths, "throughput", func(i int, p *path) {
+		for j, c := range cases {
+			bps, err := iperf3(p.iperf, o.duration, c.args...)
+			if err != nil {
+				progress("%s %s: %v", p.name, c.name, err)
+				continue
 			}
+			xs[i][j] = append(xs[i][j], bps/1e9)
 		}
-	}
+	})
 	res := map[string][]float64{} // path -> median Gbit/s per case
 	for i, p := range paths {
 		for j, c := range cases {
@@ -583,9 +590,6 @@ func pairedLine(paths []*path, runs []pathRuns) string {
 
 func latencyTable(o options, paths []*path) string {
 	type row struct{ idle50, idle99, bulk50, bulk99, set50, set99 float64 }
-	// Runs go round the paths (run 1 of every path, then run 2, ...), so
-	// a machine that slows down or speeds up during the invocation moves
-	// every path's median alike and the ratios stay fair.
 	runs := make([]pathRuns, len(paths))
 	// A warm-up, not counted: run 1 came out slower than the rest on
 	// most paths, quicport's and ssh's (docs/BENCHMARKS.md, 14:07 on
@@ -595,21 +599,18 @@ func latencyTable(o options, paths []*path) string {
 		pingPong(p.echo, min(o.pings, 200))
 		setups(p.echo, min(o.setups, 100))
 	}
-	for run := range o.runs {
-		progress("latency run %d of %d", run+1, o.runs)
-		for i, p := range paths {
-			// Idle pings and setups on a quiet tunnel, then pings beside
-			// a bulk transfer.
-			r := &runs[i]
-			r.idle(p.echo, o.pings, p.name, o.quiet)
-			if ds, err := setups(p.echo, o.setups); err == nil {
-				r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
-			} else {
-				progress("%s setup: %v", p.name, err)
-			}
-			r.underBulk(p.echo, o.pings, p.name)
+	roundThePaths(o.runs, paths, "latency", func(i int, p *path) {
+		// Idle pings and setups on a quiet tunnel, then pings beside a
+		// bulk transfer.
+		r := &runs[i]
+		r.idle(p.echo, o.pings, p.name, o.quiet)
+		if ds, err := setups(p.echo, o.setups); err == nil {
+			r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
+		} else {
+			progress("%s setup: %v", p.name, err)
 		}
-	}
+		r.underBulk(p.echo, o.pings, p.name)
+	})
 	rows := map[string]row{}
 	for i, p := range paths {
 		r := runs[i]

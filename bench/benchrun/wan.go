@@ -55,30 +55,26 @@ func (e *env) wanTable(o options) (string, error) {
 func wanRows(o options, far *farHost, paths []*path, pings, setupsN int) string {
 	type row struct{ rtt50, rtt99, set50, set99, gbps float64 }
 	rows := map[string]row{}
-	// Runs go round the paths, as in the loopback scenarios.
 	type runs struct{ rtt50, rtt99, set50, set99, gbps []float64 }
 	rs := make([]runs, len(paths))
-	for run := range o.runs {
-		progress("WAN run %d of %d", run+1, o.runs)
-		for i, p := range paths {
-			what, r := p.name+" across the WAN link", &rs[i]
-			if rtts, err := pingPong(p.echo, pings); err == nil {
-				r.rtt50, r.rtt99 = append(r.rtt50, micros(pct(rtts, 0.5))), append(r.rtt99, micros(pct(rtts, 0.99)))
-			} else {
-				progress("%s ping: %v", what, err)
-			}
-			if ds, err := setups(p.echo, setupsN); err == nil {
-				r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
-			} else {
-				progress("%s setup: %v", what, err)
-			}
-			if bps, err := iperf3(p.iperf, o.duration); err == nil {
-				r.gbps = append(r.gbps, bps/1e9)
-			} else {
-				progress("%s iperf3: %v", what, err)
-			}
+	roundThePaths(o.runs, paths, "WAN", func(i int, p *path) {
+		what, r := p.name+" across the WAN link", &rs[i]
+		if rtts, err := pingPong(p.echo, pings); err == nil {
+			r.rtt50, r.rtt99 = append(r.rtt50, micros(pct(rtts, 0.5))), append(r.rtt99, micros(pct(rtts, 0.99)))
+		} else {
+			progress("%s ping: %v", what, err)
 		}
-	}
+		if ds, err := setups(p.echo, setupsN); err == nil {
+			r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
+		} else {
+			progress("%s setup: %v", what, err)
+		}
+		if bps, err := iperf3(p.iperf, o.duration); err == nil {
+			r.gbps = append(r.gbps, bps/1e9)
+		} else {
+			progress("%s iperf3: %v", what, err)
+		}
+	})
 	for i, p := range paths {
 		r := rs[i]
 		rows[p.name] = row{median(r.rtt50), median(r.rtt99), median(r.set50), median(r.set99), median(r.gbps)}
