@@ -40,7 +40,8 @@ func (s seconds) Set(v string) error {
 func (seconds) Type() string { return "seconds" }
 
 // byteRate is a bytes-per-second flag: a number with an optional K, M or G
-// suffix (powers of 1000), e.g. 50M.
+// suffix (powers of 1000, either case; a B and a /s may follow), e.g.
+// 50M or 50MB/s. A lowercase b is refused: 50Mb most often means bits.
 type byteRate struct{ n *int64 }
 
 func (b byteRate) String() string {
@@ -51,21 +52,14 @@ func (b byteRate) String() string {
 }
 
 func (b byteRate) Set(v string) error {
-	mult := int64(1)
-	s := strings.TrimSuffix(strings.TrimSuffix(v, "/s"), "B")
-	switch {
-	case strings.HasSuffix(s, "K") || strings.HasSuffix(s, "k"):
-		mult, s = 1e3, s[:len(s)-1]
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1e6, s[:len(s)-1]
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1e9, s[:len(s)-1]
+	s := strings.TrimSuffix(v, "/s")
+	num := strings.TrimRight(s, "KMGkmgB")
+	mult, ok := map[string]float64{"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9}[strings.ToUpper(s[len(num):])]
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || f < 0 || f*mult > 1e15 {
+		return fmt.Errorf("%q is not a rate in bytes per second such as 50M (50 MB/s; K, M and G are powers of 1000)", v)
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f*float64(mult) > 1e15 {
-		return fmt.Errorf("%q is not a rate in bytes per second such as 50M", v)
-	}
-	*b.n = int64(f * float64(mult))
+	*b.n = int64(f * mult)
 	return nil
 }
 

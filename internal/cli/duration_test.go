@@ -31,3 +31,26 @@ func TestByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestByteRate(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64 // -1: refused
+	}{
+		{"50M", 50e6}, {"50m", 50e6}, {"50MB", 50e6}, {"50MB/s", 50e6}, {"50m/s", 50e6},
+		{"1.5G", 1.5e9}, {"1g", 1e9}, {"100k", 100e3}, {"100KB", 100e3}, {"12345", 12345}, {"12345B", 12345}, {"0", 0},
+		{"50Mb", -1}, {"50mbit", -1}, {"50MiB", -1}, {"M", -1}, {"", -1}, {"-1M", -1}, {"x", -1}, {"2000T", -1}, {"1e99", -1},
+	} {
+		n := int64(-1)
+		err := byteRate{&n}.Set(c.in)
+		if c.want < 0 {
+			if err == nil {
+				t.Errorf("%q: took it as %d, want an error", c.in, n)
+			}
+			continue
+		}
+		if err != nil || n != c.want {
+			t.Errorf("%q: got %d, %v; want %d", c.in, n, err, c.want)
+		}
+	}
+}
