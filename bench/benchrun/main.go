@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchrun measures quicport against a direct connection, OpenSSH
 // port forwarding, a bare quic-go forwarder and sing-box's QUIC tunnels
 // (Hysteria 2, TUIC), all on loopback in one invocation, and prints the
