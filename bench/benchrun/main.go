@@ -280,14 +280,12 @@ func direct() *path {
 }
 
 // iperf3 runs one iperf3 client test and returns the received bit rate.
-// The iperf3 server takes one test at a time and may still be finishing the
-// previous one: "busy" is retried.
-// iperf3 runs one iperf3 client, again (up to five times, a second
-// apart, saying so) while the server is still finishing the previous
-// test. The server says so with "busy"; through a tunnel the refusal
-// can arrive as a reset of the control connection instead (the server
-// closes with the client's first bytes unread, and the tunnel's far end
-// passes the reset on).
+// The iperf3 server takes one test at a time and may still be finishing
+// the previous one: its "busy" is retried, up to five times a second
+// apart, saying so. Through a tunnel that refusal can arrive as a reset
+// of the control connection instead (the server closes with the client's
+// first bytes unread, and the tunnel's far end passes the reset on),
+// which is retried the same way.
 func iperf3(entry string, d time.Duration, args ...string) (float64, error) {
 	for try := 0; ; try++ {
 		bps, err := iperf3Once(entry, d, args...)

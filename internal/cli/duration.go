@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -20,8 +21,11 @@ func (s seconds) String() string {
 
 func (s seconds) Set(v string) error {
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f < 0 {
+		switch {
+		case f < 0:
 			return fmt.Errorf("%q is negative", v)
+		case !(f*float64(time.Second) < math.MaxInt64): // NaN too
+			return fmt.Errorf("%q is not a number of seconds a duration can hold (up to about 290 years)", v)
 		}
 		*s.d = time.Duration(f * float64(time.Second))
 		return nil
@@ -56,7 +60,7 @@ func (b byteRate) Set(v string) error {
 	num := strings.TrimRight(s, "KMGkmgB")
 	mult, ok := map[string]float64{"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9}[strings.ToUpper(s[len(num):])]
 	f, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || f < 0 || f*mult > 1e15 {
+	if !ok || err != nil || !(f >= 0 && f*mult <= 1e15) { // NaN fails both
 		return fmt.Errorf("%q is not a rate in bytes per second such as 50M (50 MB/s; K, M and G are powers of 1000)", v)
 	}
 	*b.n = int64(f * mult)
@@ -97,7 +101,7 @@ func (b byteSize) Set(v string) error {
 	num := strings.TrimRight(v, "KMGkmgiB")
 	shift, ok := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30}[strings.ToUpper(v[len(num):])]
 	f, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || f < 0 || f*float64(int64(1)<<shift) > 1<<50 {
+	if !ok || err != nil || !(f >= 0 && f*float64(int64(1)<<shift) <= 1<<50) { // NaN fails both
 		return fmt.Errorf("%q is not a size such as 16M (MiB) or 512K (KiB)", v)
 	}
 	n := int64(f * float64(int64(1)<<shift))

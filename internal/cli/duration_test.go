@@ -1,6 +1,9 @@
 package cli
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestByteSize(t *testing.T) {
 	for _, c := range []struct {
@@ -11,7 +14,7 @@ func TestByteSize(t *testing.T) {
 		{"512K", 512 << 10}, {"512k", 512 << 10}, {"512KiB", 512 << 10},
 		{"1.5M", 3 << 19}, {"65536", 65536}, {"65536B", 65536}, {"64M", 64 << 20},
 		{"1G", -1}, {"64.1M", -1}, {"65535", -1}, {"32K", -1}, // outside 64K to 64M
-		{"16Mbit", -1}, {"16Mb", -1}, {"16i", -1}, {"M", -1}, {"", -1}, {"-1M", -1}, {"x", -1}, {"1e99", -1},
+		{"16Mbit", -1}, {"16Mb", -1}, {"16i", -1}, {"M", -1}, {"", -1}, {"-1M", -1}, {"x", -1}, {"1e99", -1}, {"NaN", -1}, {"NaNM", -1}, {"+Inf", -1},
 	} {
 		n := int64(-1)
 		err := byteSize{&n, 64 << 10, 64 << 20}.Set(c.in)
@@ -39,7 +42,7 @@ func TestByteRate(t *testing.T) {
 	}{
 		{"50M", 50e6}, {"50m", 50e6}, {"50MB", 50e6}, {"50MB/s", 50e6}, {"50m/s", 50e6},
 		{"1.5G", 1.5e9}, {"1g", 1e9}, {"100k", 100e3}, {"100KB", 100e3}, {"12345", 12345}, {"12345B", 12345}, {"0", 0},
-		{"50Mb", -1}, {"50mbit", -1}, {"50MiB", -1}, {"M", -1}, {"", -1}, {"-1M", -1}, {"x", -1}, {"2000T", -1}, {"1e99", -1},
+		{"50Mb", -1}, {"50mbit", -1}, {"50MiB", -1}, {"M", -1}, {"", -1}, {"-1M", -1}, {"x", -1}, {"2000T", -1}, {"1e99", -1}, {"NaN", -1}, {"NaNM", -1}, {"Inf", -1},
 	} {
 		n := int64(-1)
 		err := byteRate{&n}.Set(c.in)
@@ -51,6 +54,28 @@ func TestByteRate(t *testing.T) {
 		}
 		if err != nil || n != c.want {
 			t.Errorf("%q: got %d, %v; want %d", c.in, n, err, c.want)
+		}
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration // -1: refused
+	}{
+		{"5", 5 * time.Second}, {"0.5", 500 * time.Millisecond}, {"0", 0}, {"500ms", 500 * time.Millisecond}, {"2m", 2 * time.Minute},
+		{"-1", -1}, {"-1s", -1}, {"NaN", -1}, {"Inf", -1}, {"1e10", -1}, {"5x", -1}, {"", -1},
+	} {
+		d := time.Duration(-1)
+		err := seconds{&d}.Set(c.in)
+		if c.want < 0 {
+			if err == nil {
+				t.Errorf("%q: took it as %v, want an error", c.in, d)
+			}
+			continue
+		}
+		if err != nil || d != c.want {
+			t.Errorf("%q: got %v, %v; want %v", c.in, d, err, c.want)
 		}
 	}
 }
