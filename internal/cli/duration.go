@@ -56,15 +56,31 @@ func (b byteRate) String() string {
 }
 
 func (b byteRate) Set(v string) error {
-	s := strings.TrimSuffix(v, "/s")
-	num := strings.TrimRight(s, "KMGkmgB")
-	mult, ok := map[string]float64{"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9}[strings.ToUpper(s[len(num):])]
-	f, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || !(f >= 0 && f*mult <= 1e15) { // NaN fails both
+	n, ok := scaled(strings.TrimSuffix(v, "/s"), decimalUnits, 1e15)
+	if !ok {
 		return fmt.Errorf("%q is not a rate in bytes per second such as 50M (50 MB/s; K, M and G are powers of 1000)", v)
 	}
-	*b.n = int64(f * mult)
+	*b.n = n
 	return nil
+}
+
+// The units scaled takes, by their upper-case spelling.
+var (
+	decimalUnits = map[string]float64{"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9}
+	binaryUnits  = map[string]float64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
+)
+
+// scaled reads v as a number followed by one of units (in either case,
+// but a lowercase b is never one: 50Mb most often means bits) and
+// returns it in bytes, if that is from 0 to max.
+func scaled(v string, units map[string]float64, max float64) (int64, bool) {
+	num := strings.TrimRight(v, "KMGkmgiB")
+	mult, ok := units[strings.ToUpper(v[len(num):])]
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || !(f >= 0 && f*mult <= max) { // NaN fails both
+		return 0, false
+	}
+	return int64(f * mult), true
 }
 
 func (byteRate) Type() string { return "bytes/s" }
@@ -98,13 +114,10 @@ func formatSize(n int64) string {
 }
 
 func (b byteSize) Set(v string) error {
-	num := strings.TrimRight(v, "KMGkmgiB")
-	shift, ok := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30}[strings.ToUpper(v[len(num):])]
-	f, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || !(f >= 0 && f*float64(int64(1)<<shift) <= 1<<50) { // NaN fails both
+	n, ok := scaled(v, binaryUnits, 1<<50)
+	if !ok {
 		return fmt.Errorf("%q is not a size such as 16M (MiB) or 512K (KiB)", v)
 	}
-	n := int64(f * float64(int64(1)<<shift))
 	if n < b.min || n > b.max {
 		return fmt.Errorf("%s is outside %s to %s: give a size in that range, such as 16M (MiB)", v, formatSize(b.min), formatSize(b.max))
 	}
