@@ -18,15 +18,7 @@ func TestByteSize(t *testing.T) {
 	} {
 		n := int64(-1)
 		err := byteSize{&n, 64 << 10, 64 << 20}.Set(c.in)
-		if c.want < 0 {
-			if err == nil {
-				t.Errorf("%q: took it as %d, want an error", c.in, n)
-			}
-			continue
-		}
-		if err != nil || n != c.want {
-			t.Errorf("%q: got %d, %v; want %d", c.in, n, err, c.want)
-		}
+		check(t, c.in, err, n, c.want, -1)
 	}
 	for n, want := range map[int64]string{6 << 20: "6M", 512 << 10: "512K", 3 << 19: "1536K", 1 << 30: "1G", 1000: "1000"} {
 		if got := formatSize(n); got != want {
@@ -46,15 +38,7 @@ func TestByteRate(t *testing.T) {
 	} {
 		n := int64(-1)
 		err := byteRate{&n}.Set(c.in)
-		if c.want < 0 {
-			if err == nil {
-				t.Errorf("%q: took it as %d, want an error", c.in, n)
-			}
-			continue
-		}
-		if err != nil || n != c.want {
-			t.Errorf("%q: got %d, %v; want %d", c.in, n, err, c.want)
-		}
+		check(t, c.in, err, n, c.want, -1)
 	}
 }
 
@@ -68,14 +52,18 @@ func TestSeconds(t *testing.T) {
 	} {
 		d := time.Duration(-1)
 		err := seconds{&d}.Set(c.in)
-		if c.want < 0 {
-			if err == nil {
-				t.Errorf("%q: took it as %v, want an error", c.in, d)
-			}
-			continue
-		}
-		if err != nil || d != c.want {
-			t.Errorf("%q: got %v, %v; want %v", c.in, d, err, c.want)
-		}
+		check(t, c.in, err, d, c.want, -1)
+	}
+}
+
+// check reports a flag's Set of in that returned err and left got: want
+// equal to refused means Set must fail.
+func check[T comparable](t *testing.T, in string, err error, got, want, refused T) {
+	t.Helper()
+	switch {
+	case want == refused && err == nil:
+		t.Errorf("%q: took it as %v, want an error", in, got)
+	case want != refused && (err != nil || got != want):
+		t.Errorf("%q: got %v, %v; want %v", in, got, err, want)
 	}
 }
