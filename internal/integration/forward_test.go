@@ -1,5 +1,9 @@
+//go:build linux
+
 // Package integration holds end-to-end tests of quicport: real servers and
-// clients in-process on loopback sockets, with every byte verified.
+// clients in-process on loopback sockets, with every byte verified. They
+// use network namespaces, BPF steering and systemd, so every file is for
+// Linux only (and `GOOS=darwin go vet ./...` still checks the rest).
 package integration
 
 import (
