@@ -404,12 +404,15 @@ func (c *client) leastBusy() (best *session, ready chan struct{}, dead bool) {
 // when its connection is done), waiting until deadline for one. A session
 // whose connection has died is skipped.
 func (c *client) waitSession(ctx context.Context, deadline time.Time) *session {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
+	var timer *time.Timer // made only when there is a wait
 	for {
 		s, ready, dead := c.leastBusy()
 		if s != nil {
 			return s
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
 		}
 		if dead {
 			// Dead but not yet unpublished: check again shortly.
