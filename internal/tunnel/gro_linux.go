@@ -3,22 +3,13 @@ package tunnel
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
-
-// groBatch is how many receive buffers one recvmmsg fills, as many as
-// quic-go reads without GRO, so a socket whose datagrams the kernel does not
-// coalesce (many peers, each sending little) costs no more system calls than
-// before.
-const groBatch = 8
-
-// groBuffer holds the largest run the kernel hands over: a UDP datagram's
-// payload is at most 65,507 bytes, coalesced runs included.
-const groBuffer = 64 << 10
 
 // groConn is a LossyConn that reads with generic receive offload (UDP_GRO):
 // the kernel hands over a run of datagrams that arrived together from one
@@ -92,92 +83,82 @@ func groSegment(cmsgs []byte) int {
 	return 0
 }
 
-// groReader reads coalesced runs of datagrams into large buffers and hands
-// them out one datagram at a time. It is not safe for concurrent use.
+// groReader hands out the datagrams of a datagramReader (recvmmsg into
+// pooled buffers, runs cut apart) as quic-go's ReadBatch expects them. It
+// allocates nothing per datagram: the source address quic-go gets is one
+// *net.UDPAddr for as long as the source stays the same (a client's socket
+// has one peer; a server's changes with each client's run). It is not safe
+// for concurrent use.
 type groReader struct {
-	pc   *ipv4.PacketConn // reads with recvmmsg, through Go's poller
-	runs []ipv4.Message   // the large buffers
-	n    int              // runs filled by the last read
-	next int              // the run being cut apart
-	off  int              // where its next datagram starts
-	seg  int              // the size it was cut to
-	oob  []byte           // its control messages, UDP_GRO left out
+	d    *datagramReader
+	n    int // datagrams of the last read
+	next int // the next one to hand out
+	from netip.AddrPort
+	addr *net.UDPAddr // from, as a net.Addr; never changed once handed out
+	msg  int          // the message of the last read whose control messages oob holds
+	oob  []byte       // those control messages, UDP_GRO left out
 }
 
 func newGROReader(c *net.UDPConn) *groReader {
-	r := &groReader{pc: ipv4.NewPacketConn(c), runs: make([]ipv4.Message, groBatch)}
-	for i := range r.runs {
-		r.runs[i].Buffers = [][]byte{make([]byte, groBuffer)}
-		r.runs[i].OOB = make([]byte, 256)
-	}
-	return r
+	return &groReader{d: newDatagramReader(c)}
 }
 
 // ReadBatch fills ms with the datagrams left from the last read, reading
 // more only when none are left. It returns at least one datagram or an
-// error, as quic-go expects of it.
+// error, as quic-go expects of it. flags is quic-go's (0); the read never
+// blocks the thread, it waits in Go's poller.
 func (r *groReader) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
-	if r.next >= r.n {
-		n, err := r.pc.ReadBatch(r.runs, flags)
+	for r.next >= r.n { // a read that succeeds has at least one
+		n, err := r.d.read()
 		if err != nil {
 			return 0, err
 		}
-		r.n, r.next = n, 0
-		r.start()
+		r.n, r.next, r.msg = n, 0, -1
 	}
 	i := 0
-	for i < len(ms) && r.next < r.n {
-		run := &r.runs[r.next]
-		end := min(r.off+r.seg, run.N)
+	for ; i < len(ms) && r.next < r.n; i++ {
+		b, from := r.d.datagram(r.next)
 		m := &ms[i]
-		m.N = copy(m.Buffers[0], run.Buffers[0][r.off:end])
+		m.N = copy(m.Buffers[0], b)
 		m.Flags = 0
-		if m.N < end-r.off {
+		if m.N < len(b) {
 			m.Flags = unix.MSG_TRUNC // as recvmmsg reports a datagram larger than the buffer
+		}
+		if msg, cmsgs := r.d.controls(r.next); msg != r.msg {
+			r.msg, r.oob = msg, withoutGRO(r.oob[:0], cmsgs)
 		}
 		oob := r.oob
 		if len(oob) > len(m.OOB) {
 			oob = oob[:wholeCmsgs(oob, len(m.OOB))]
 		}
 		m.NN = copy(m.OOB, oob)
-		m.Addr = run.Addr
-		i++
-		r.off = end
-		if r.off >= run.N {
-			r.next++
-			r.start()
+		if r.addr == nil || from != r.from {
+			r.from, r.addr = from, net.UDPAddrFromAddrPort(from)
 		}
+		m.Addr = r.addr
+		r.next++
+	}
+	if r.next >= r.n {
+		r.d.release() // all copied out: a reader that waits holds no buffers
 	}
 	return i, nil
 }
 
-// start prepares to cut apart the run r.next: its segment size from the
-// UDP_GRO control message (none: the run is one datagram), and its other
-// control messages (ECN, packet info), which hold for each datagram in it.
-func (r *groReader) start() {
-	r.off = 0
-	if r.next >= r.n {
-		return
-	}
-	run := &r.runs[r.next]
-	r.seg = run.N
-	r.oob = r.oob[:0]
-	cmsgs := run.OOB[:run.NN]
+// withoutGRO appends to dst the control messages in cmsgs but UDP_GRO's
+// (ECN, packet info: they hold for each datagram of a run), which quic-go
+// does not know.
+func withoutGRO(dst, cmsgs []byte) []byte {
 	for len(cmsgs) > 0 {
-		h, body, rest, err := unix.ParseOneSocketControlMessage(cmsgs)
+		h, _, rest, err := unix.ParseOneSocketControlMessage(cmsgs)
 		if err != nil {
 			break
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(body) == 4 {
-			// The kernel writes the size as a C int.
-			if s := int(binary.NativeEndian.Uint32(body)); s > 0 {
-				r.seg = s
-			}
-		} else {
-			r.oob = append(r.oob, cmsgs[:len(cmsgs)-len(rest)]...)
+		if h.Level != unix.IPPROTO_UDP || h.Type != unix.UDP_GRO {
+			dst = append(dst, cmsgs[:len(cmsgs)-len(rest)]...)
 		}
 		cmsgs = rest
 	}
+	return dst
 }
 
 // wholeCmsgs is how many bytes of the control messages in b fit in max

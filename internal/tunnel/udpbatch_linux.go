@@ -30,8 +30,10 @@ type readBatch struct {
 	hdrs  [maxReadBatch]unix.Mmsghdr
 	iovs  [maxReadBatch]unix.Iovec
 	names [maxReadBatch]unix.RawSockaddrInet6 // large enough for either family
-	oobs  [maxReadBatch][64]byte              // control messages: UDP_GRO's segment size
-	bufs  [maxReadBatch][]byte
+	// Control messages: UDP_GRO's segment size, and on quic-go's socket
+	// ECN and packet info too (at most 88 bytes for the three).
+	oobs [maxReadBatch][128]byte
+	bufs [maxReadBatch][]byte
 	// dgs is where each datagram of the last read lies: with receive
 	// offload one buffer can hold a run of them (up to 64).
 	dgs []span
@@ -153,6 +155,13 @@ func (r *datagramReader) readFD(fd uintptr) bool {
 func (r *datagramReader) datagram(i int) ([]byte, netip.AddrPort) {
 	d := r.b.dgs[i]
 	return r.b.bufs[d.msg][d.off:d.end], sourceOf(&r.b.names[d.msg])
+}
+
+// controls returns the message of the last read that datagram i came
+// from and that message's control messages.
+func (r *datagramReader) controls(i int) (int, []byte) {
+	msg := r.b.dgs[i].msg
+	return msg, r.b.oobs[msg][:r.b.hdrs[msg].Hdr.Controllen]
 }
 
 // release gives back the batch of the last read.
