@@ -52,9 +52,12 @@ func RefusedSends(n *atomic.Uint64, log *slog.Logger) func(error) {
 	}
 }
 
-// WriteMsgUDP is how quic-go sends on Linux (GSO batches included).
+// WriteMsgUDP is how quic-go sends on Linux (GSO batches included). It
+// sends through WriteMsgUDPAddrPort, the same system call without the
+// allocation net.UDPConn's WriteMsgUDP makes for every packet (the socket
+// address as an interface value).
 func (c LossyConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
-	n, oobn, err = c.UDPConn.WriteMsgUDP(b, oob, addr)
+	n, oobn, err = c.UDPConn.WriteMsgUDPAddrPort(b, oob, addr.AddrPort()) // a nil addr is the zero AddrPort, as for a connected socket
 	if err != nil && c.lost(err) {
 		return len(b), len(oob), nil
 	}

@@ -42,3 +42,28 @@ func TestLossyConnPassesOtherErrors(t *testing.T) {
 		t.Fatalf("read %q, %v; want \"ok\"", buf[:n], err)
 	}
 }
+
+// Sending a packet allocates nothing (net.UDPConn's WriteMsgUDP allocates
+// the socket address on every call; LossyConn sends without it).
+func TestLossyConnSendsWithoutAllocating(t *testing.T) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	c := LossyConn{UDPConn: udp}
+	dst := udp.LocalAddr().(*net.UDPAddr)
+	msg, buf := []byte("ping"), make([]byte, 8)
+	udp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, _, err := c.WriteMsgUDP(msg, nil, dst); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := udp.Read(buf); err != nil || string(buf[:n]) != "ping" {
+			t.Fatalf("read %q, %v; want %q", buf[:n], err, msg)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per packet sent, want 0", allocs)
+	}
+}
