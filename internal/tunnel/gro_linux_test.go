@@ -169,6 +169,55 @@ func TestGROCutsRunsIntoDatagrams(t *testing.T) {
 	}
 }
 
+// A run comes apart with every control message quic-go asks for: an IPv4
+// run to a dual-stack socket with ECN and packet info on for both
+// families, the most control messages a read carries (120 bytes). Were
+// they too many for the reader's buffer, the kernel would drop the last
+// ones, the ECN bits among them (and UDP_GRO's, were it not first).
+func TestGROCutsRunsWithEveryControlMessage(t *testing.T) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6unspecified})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	for _, opt := range [][2]int{
+		{unix.IPPROTO_IP, unix.IP_RECVTOS}, {unix.IPPROTO_IP, unix.IP_PKTINFO},
+		{unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS}, {unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO},
+	} {
+		setsockopt(t, udp, opt, 1)
+	}
+	c, ok := WithGRO(LossyConn{UDPConn: udp}).(groConn)
+	if !ok {
+		t.Fatal("WithGRO did not turn generic receive offload on (Linux 5.0 or later has it)")
+	}
+	port := udp.LocalAddr().(*net.UDPAddr).Port
+	src, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	setsockopt(t, src, ecnOption("udp4", false), 0x02) // ECT(0)
+	var run []byte
+	for i := range 5 {
+		run = append(run, fill(byte(i), 1200)...)
+	}
+	if !newSegmenter().write(src, run, 1200, netip.AddrPort{}) {
+		t.Fatal("loopback did not take a segmented send")
+	}
+	got := readDatagrams(t, udp, c, 5, 128)
+	for i, d := range got {
+		if !bytes.Equal(d.data, fill(byte(i), 1200)) {
+			t.Errorf("datagram %d: %d bytes, want 1200 bytes of %d", i, len(d.data), i)
+		}
+		if d.ecn != 0x02 {
+			t.Errorf("datagram %d: ECN bits %d, want ECT(0) (2) as sent", i, d.ecn)
+		}
+	}
+	if c.r.msg != 0 {
+		t.Errorf("the 5 datagrams came in %d messages, want one: the kernel did not coalesce them", c.r.msg+1)
+	}
+}
+
 // Datagrams that were not coalesced — from several senders, of different
 // sizes, empty, or larger than quic-go's buffer — come out one for one, in
 // order, and a datagram too large for the buffer is marked truncated, as

@@ -31,8 +31,10 @@ type readBatch struct {
 	iovs  [maxReadBatch]unix.Iovec
 	names [maxReadBatch]unix.RawSockaddrInet6 // large enough for either family
 	// Control messages: UDP_GRO's segment size, and on quic-go's socket
-	// ECN and packet info too (at most 88 bytes for the three).
-	oobs [maxReadBatch][128]byte
+	// ECN and packet info too: 120 bytes for an IPv4 run to a dual-stack
+	// socket (UDP_GRO, IPV6_PKTINFO, IP_PKTINFO, IP_TOS). The kernel drops
+	// those that do not fit, so there is room to spare.
+	oobs [maxReadBatch][256]byte
 	bufs [maxReadBatch][]byte
 	// dgs is where each datagram of the last read lies: with receive
 	// offload one buffer can hold a run of them (up to 64).
