@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -173,12 +174,28 @@ func TestGROCutsRunsIntoDatagrams(t *testing.T) {
 // run to a dual-stack socket with ECN and packet info on for both
 // families, the most control messages a read carries (120 bytes). Were
 // they too many for the reader's buffer, the kernel would drop the last
-// ones, the ECN bits among them (and UDP_GRO's, were it not first).
+// ones, the ECN bits among them (and UDP_GRO's, were it not first). The
+// IPv6 socket takes IPv4 as a dual-stack server's does, bound to
+// loopback only (::ffff:127.0.0.1).
 func TestGROCutsRunsWithEveryControlMessage(t *testing.T) {
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6unspecified})
+	// Go will not bind an IPv6 socket to an IPv4-mapped address: by hand.
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := os.NewFile(uintptr(fd), "udp6")
+	defer f.Close()
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet6{Addr: netip.MustParseAddr("::ffff:127.0.0.1").As16()}); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp := pc.(*net.UDPConn)
 	defer udp.Close()
 	for _, opt := range [][2]int{
 		{unix.IPPROTO_IP, unix.IP_RECVTOS}, {unix.IPPROTO_IP, unix.IP_PKTINFO},
