@@ -29,11 +29,18 @@ func groListen(t *testing.T, network string) (*net.UDPConn, groConn) {
 	}
 	t.Cleanup(func() { udp.Close() })
 	setsockopt(t, udp, ecnOption(network, true), 1)
+	return udp, withGRO(t, udp)
+}
+
+// withGRO is udp read through WithGRO, which must have turned generic
+// receive offload on.
+func withGRO(t testing.TB, udp *net.UDPConn) groConn {
+	t.Helper()
 	c, ok := WithGRO(LossyConn{UDPConn: udp}).(groConn)
 	if !ok {
 		t.Fatal("WithGRO did not turn generic receive offload on (Linux 5.0 or later has it)")
 	}
-	return udp, c
+	return c
 }
 
 // ecnOption is the socket option that receives (recv) or sends the ECN
@@ -203,10 +210,7 @@ func TestGROCutsRunsWithEveryControlMessage(t *testing.T) {
 	} {
 		setsockopt(t, udp, opt, 1)
 	}
-	c, ok := WithGRO(LossyConn{UDPConn: udp}).(groConn)
-	if !ok {
-		t.Fatal("WithGRO did not turn generic receive offload on (Linux 5.0 or later has it)")
-	}
+	c := withGRO(t, udp)
 	port := udp.LocalAddr().(*net.UDPAddr).Port
 	src, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
@@ -371,10 +375,7 @@ func BenchmarkQUICSocketRead(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer udp.Close()
-			c, ok := WithGRO(LossyConn{UDPConn: udp}).(groConn)
-			if !ok {
-				b.Fatal("no receive offload on this kernel")
-			}
+			c := withGRO(b, udp)
 			src, err := net.DialUDP("udp4", nil, udp.LocalAddr().(*net.UDPAddr))
 			if err != nil {
 				b.Fatal(err)
