@@ -20,9 +20,15 @@ func init() {
 	byteIntervalElementPool = *list.NewPool[byteInterval]()
 }
 
+// A bufferOwner gives back the buffer behind a frame's data once the data
+// has been read or dropped: a *wire.StreamFrame, through PutBack.
+// (quicport's patch: upstream kept the method value frame.PutBack, a func
+// made on the heap for every STREAM frame received.)
+type bufferOwner interface{ PutBack() }
+
 type frameSorterEntry struct {
 	Data   []byte
-	DoneCb func()
+	DoneCb bufferOwner
 }
 
 type frameSorter struct {
@@ -42,18 +48,18 @@ func newFrameSorter() *frameSorter {
 	return &s
 }
 
-func (s *frameSorter) Push(data []byte, offset protocol.ByteCount, doneCb func()) error {
+func (s *frameSorter) Push(data []byte, offset protocol.ByteCount, doneCb bufferOwner) error {
 	err := s.push(data, offset, doneCb)
 	if err == errDuplicateStreamData {
 		if doneCb != nil {
-			doneCb()
+			doneCb.PutBack()
 		}
 		return nil
 	}
 	return err
 }
 
-func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb func()) error {
+func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb bufferOwner) error {
 	if len(data) == 0 {
 		return errDuplicateStreamData
 	}
@@ -96,7 +102,7 @@ func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb func()
 			pos += oldEntryLen
 			hasReplacedAtLeastOne = true
 			if oldEntry.DoneCb != nil {
-				oldEntry.DoneCb()
+				oldEntry.DoneCb.PutBack()
 			}
 		} else {
 			if !hasReplacedAtLeastOne {
@@ -164,7 +170,7 @@ func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb func()
 		copy(newData, data)
 		data = newData
 		if doneCb != nil {
-			doneCb()
+			doneCb.PutBack()
 			doneCb = nil
 		}
 	}
@@ -211,13 +217,13 @@ func (s *frameSorter) deleteConsecutive(pos protocol.ByteCount) {
 		oldEntryLen := protocol.ByteCount(len(oldEntry.Data))
 		delete(s.queue, pos)
 		if oldEntry.DoneCb != nil {
-			oldEntry.DoneCb()
+			oldEntry.DoneCb.PutBack()
 		}
 		pos += oldEntryLen
 	}
 }
 
-func (s *frameSorter) Pop() (protocol.ByteCount, []byte, func()) {
+func (s *frameSorter) Pop() (protocol.ByteCount, []byte, bufferOwner) {
 	entry, ok := s.queue[s.readPos]
 	if !ok {
 		return s.readPos, nil, nil

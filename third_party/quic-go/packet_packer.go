@@ -142,6 +142,14 @@ type packetPacker struct {
 
 	numNonAckElicitingAcks int
 	qlogger                qlogwriter.Recorder
+
+	// streamFrames is the array the STREAM frames of each packet are
+	// gathered in (quicport's patch; upstream made a new one per packet).
+	// It is reused as soon as the packet is packed: the sent packet handler
+	// copies a packet's frames (SentPacket), and every packet is handed
+	// to it before the next one is packed, as is the single 0-RTT or 1-RTT
+	// packet of a coalesced packet.
+	streamFrames []ackhandler.StreamFrame
 }
 
 var _ packer = &packetPacker{}
@@ -748,7 +756,8 @@ func (p *packetPacker) composeNextPacket(
 	if hasData {
 		var lengthAdded protocol.ByteCount
 		startLen := len(pl.frames)
-		pl.frames, pl.streamFrames, lengthAdded = p.framer.AppendStreamFrames(pl.frames, pl.streamFrames, maxPayloadSize-pl.length, v)
+		pl.frames, pl.streamFrames, lengthAdded = p.framer.AppendStreamFrames(pl.frames, p.streamFrames[:0], maxPayloadSize-pl.length, v)
+		p.streamFrames = pl.streamFrames[:0]
 		pl.length += lengthAdded
 		// Move STREAM_DATA_BLOCKED and DATA_BLOCKED frames in front of the DATAGRAM frames,
 		// such that the DATAGRAM frames remain the last frames.

@@ -1,7 +1,7 @@
 package quic
 
 // quicport's tests of its patch to quic-go (third_party/quic-go.patch).
-// .ci/run runs them: go test -race . in third_party/quic-go.
+// .ci/run runs them: go test -race . ./internal/ackhandler in third_party/quic-go.
 
 import (
 	"context"

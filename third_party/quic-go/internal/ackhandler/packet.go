@@ -39,7 +39,10 @@ var packetPool = sync.Pool{New: func() any { return &packet{} }}
 
 func getPacket() *packet {
 	p := packetPool.Get().(*packet)
-	p.StreamFrames = nil
+	// quicport's patch: a packet keeps the array of its StreamFrames from
+	// its last use, which SentPacket copies the packet's frames into. Upstream
+	// kept the packer's slice, a new one for every packet sent.
+	p.StreamFrames = p.StreamFrames[:0]
 	p.Frames = nil
 	p.LargestAcked = 0
 	p.Length = 0
@@ -55,6 +58,7 @@ func getPacket() *packet {
 // This simplifies the code, and gives the vast majority of the performance benefit we can gain from using the pool.
 func putPacket(p *packet) {
 	p.Frames = nil
-	p.StreamFrames = nil
+	clear(p.StreamFrames) // the frames themselves are not kept alive by the pool
+	p.StreamFrames = p.StreamFrames[:0]
 	packetPool.Put(p)
 }

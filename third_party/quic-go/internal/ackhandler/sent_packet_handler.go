@@ -322,7 +322,7 @@ func (h *sentPacketHandler) SentPacket(
 	p.Length = size
 	p.Frames = frames
 	p.LargestAcked = largestAcked
-	p.StreamFrames = streamFrames
+	p.StreamFrames = append(p.StreamFrames, streamFrames...) // a copy: the packer reuses streamFrames (quicport's patch)
 	p.IsPathMTUProbePacket = isPathMTUProbePacket
 	p.isPathProbePacket = isPathProbePacket
 	isAckEliciting := p.IsAckEliciting()

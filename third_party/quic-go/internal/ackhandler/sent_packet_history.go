@@ -12,6 +12,7 @@ const maxSkippedPackets = 4
 
 type sentPacketHistory struct {
 	packets          []*packet
+	array            []*packet // the whole array packets is a window of (quicport's patch, see reserve)
 	pathProbePackets []packetWithPacketNumber
 	skippedPackets   []protocol.PacketNumber
 
@@ -22,8 +23,10 @@ type sentPacketHistory struct {
 }
 
 func newSentPacketHistory() *sentPacketHistory {
+	array := make([]*packet, 32)
 	return &sentPacketHistory{
-		packets:             make([]*packet, 0, 32),
+		array:               array,
+		packets:             array[:0],
 		skippedPackets:      make([]protocol.PacketNumber, 0, maxSkippedPackets),
 		highestPacketNumber: protocol.InvalidPacketNumber,
 		firstPacketNumber:   protocol.InvalidPacketNumber,
@@ -37,6 +40,7 @@ func (h *sentPacketHistory) checkPacketNumberUse(pn protocol.PacketNumber) {
 		}
 	}
 	if len(h.packets) > 0 {
+		h.reserve(int(pn-h.highestPacketNumber-1) + 1)
 		h.packets = append(h.packets, make([]*packet, pn-h.highestPacketNumber-1)...)
 	}
 	h.highestPacketNumber = pn
@@ -52,8 +56,31 @@ func (h *sentPacketHistory) SkippedPacket(pn protocol.PacketNumber) {
 	h.skippedPackets = append(h.skippedPackets, pn)
 }
 
+// reserve makes room for n more packets at the end of h.packets
+// (quicport's patch). Packets leave the history at the front as they are
+// acknowledged, so the window slides along its array; once it reaches the
+// end, it moves back to the start of the array if that leaves the array at
+// least half free, and only otherwise into a new array of three times its
+// size.
+// Upstream appended, and append copied the window into a new array every
+// time it reached the end: an allocation every few dozen packets during a
+// transfer, however few were in flight.
+func (h *sentPacketHistory) reserve(n int) {
+	need := len(h.packets) + n
+	if need <= cap(h.packets) {
+		return
+	}
+	if 2*need > len(h.array) {
+		h.array = make([]*packet, 3*need) // room for the window to grow by half before the next
+	}
+	k := copy(h.array, h.packets)
+	clear(h.array[k:])
+	h.packets = h.array[:k]
+}
+
 func (h *sentPacketHistory) SentPacket(pn protocol.PacketNumber, p *packet) {
 	h.checkPacketNumberUse(pn)
+	h.reserve(1)
 	h.packets = append(h.packets, p)
 	if p.Outstanding() {
 		h.numOutstanding++
@@ -62,6 +89,7 @@ func (h *sentPacketHistory) SentPacket(pn protocol.PacketNumber, p *packet) {
 
 func (h *sentPacketHistory) SentPathProbePacket(pn protocol.PacketNumber, p *packet) {
 	h.checkPacketNumberUse(pn)
+	h.reserve(1)
 	h.packets = append(h.packets, &packet{EncryptionLevel: p.EncryptionLevel, isPathProbePacket: true})
 	h.pathProbePackets = append(h.pathProbePackets, packetWithPacketNumber{PacketNumber: pn, packet: p})
 }
