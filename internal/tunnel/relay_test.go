@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -584,14 +585,14 @@ func TestRelayResetStaysWithinTheWindow(t *testing.T) {
 // quicport's ends use, allocates nothing per packet along the whole path:
 // the relay's copy loop, quic-go's packets, STREAM frames and sent-packet
 // history (patch change 6 in third_party/quic-go/QUICPORT.md), the
-// sockets. Upstream quic-go made about 95 allocations per 64 KiB here, two
+// sockets. Upstream quic-go made about 100 allocations per 64 KiB here, two
 // per packet. What is left is per flow-control update (a MAX_STREAM_DATA
-// frame made, sent and parsed: about 0.4 per 64 KiB) and pools still
-// filling while the amount in flight grows (0 to 3). Every byte is checked
-// at the far end.
+// frame made, sent and parsed: about 0.4 per 64 KiB) and, now and then,
+// pools growing for a new high of data in flight. Every byte is checked at
+// the far end.
 func TestRelayWithoutAllocating(t *testing.T) {
 	const chunk = 64 << 10
-	const runs = 256
+	const stretches, runs = 5, 64
 	warm := 1024 // 64 MiB: windows opened, pools filled
 	if raceEnabled {
 		warm = 16 // nothing to count; the bytes are still checked
@@ -612,7 +613,7 @@ func TestRelayWithoutAllocating(t *testing.T) {
 			if !dir.toStream {
 				in, out = cs, app
 			}
-			total := int64(warm+runs) * chunk
+			total := int64(warm+stretches*runs) * chunk
 			got := sha256.New()
 			read := make(chan error, 1)
 			go func() {
@@ -632,7 +633,15 @@ func TestRelayWithoutAllocating(t *testing.T) {
 			for range warm {
 				send()
 			}
-			allocs := allocsPerRun(runs, send)
+			// The median of five stretches: an allocation per packet shows
+			// in every one, a pool growing for a new high of data in
+			// flight in one now and then.
+			var per []float64
+			for range stretches {
+				per = append(per, allocsPerRun(runs, send))
+			}
+			slices.Sort(per)
+			allocs := per[stretches/2]
 			if err := <-read; err != nil {
 				t.Fatalf("reading at the far end: %v", err)
 			}
@@ -643,19 +652,19 @@ func TestRelayWithoutAllocating(t *testing.T) {
 			case raceEnabled:
 				t.Logf("%.2f allocations per %d KiB relayed, not checked under the race detector (.ci/run checks them without it)", allocs, chunk>>10)
 			case allocs >= 8:
-				t.Errorf("%.2f allocations per %d KiB relayed (about %d packets each way), want fewer than 8: none per packet", allocs, chunk>>10, chunk/1400)
+				t.Errorf("%.2f allocations per %d KiB relayed (about %d packets each way; the median of %.2f), want fewer than 8: none per packet", allocs, chunk>>10, chunk/1400, per)
 			default:
-				t.Logf("%.2f allocations per %d KiB relayed", allocs, chunk>>10)
+				t.Logf("%.2f allocations per %d KiB relayed (the median of %.2f)", allocs, chunk>>10, per)
 			}
 		})
 	}
 }
 
 // allocsPerRun is testing.AllocsPerRun without its rounding down to a whole
-// number: the mean count of heap allocations the whole process made per
-// call of f, on one thread.
+// number and its switch to one thread, which would change how much a
+// transfer holds in flight from what the warm-up filled the pools for: the
+// mean count of heap allocations the whole process made per call of f.
 func allocsPerRun(runs int, f func()) float64 {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range runs {
