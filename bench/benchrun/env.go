@@ -35,11 +35,13 @@ type env struct {
 	psk      string
 	procs    []*exec.Cmd
 
-	qpServer string // quicport server address
-	qpPID    int
-	sshPort  int
-	sshKey   string
-	sshUser  string
+	qpServer    string // quicport server address
+	qpPID       int    // its data plane
+	qpServerPID int    // the server itself, whose process tree is its far end
+	sshPort     int
+	sshdPID     int
+	sshKey      string
+	sshUser     string
 }
 
 func newEnv() (*env, error) {
@@ -162,6 +164,7 @@ func (e *env) startQuicportServer() error {
 	cmd, addr, pid, err := e.launchServer(e.dir)
 	if cmd != nil {
 		e.procs = append(e.procs, cmd)
+		e.qpServerPID = cmd.Process.Pid
 	}
 	e.qpServer, e.qpPID = addr, pid
 	return err
@@ -202,6 +205,9 @@ func (e *env) launchServer(dir string) (*exec.Cmd, string, int, error) {
 // own unless the loss scenario's).
 func (e *env) quicportPath(name, server string, remote bool, flags ...string) *path {
 	p := &path{name: name}
+	if server == e.qpServer {
+		p.shared = []int{e.qpServerPID}
+	}
 	p.setup = func(dest string) (string, error) {
 		port := freePort()
 		entry := fmt.Sprintf("127.0.0.1:%d", port)
@@ -287,6 +293,7 @@ func (e *env) startSSHD() error {
 	cmd, err := e.runSSHD(nil, "127.0.0.1", e.sshPort)
 	if cmd != nil {
 		e.procs = append(e.procs, cmd)
+		e.sshdPID = cmd.Process.Pid
 	}
 	return err
 }
@@ -315,6 +322,9 @@ func (e *env) runSSHD(prefix []string, ip string, port int) (*exec.Cmd, error) {
 // ssh forwards with OpenSSH through the sshd at host:port.
 func (e *env) ssh(name, flag, cipher, host string, port int) *path {
 	p := &path{name: name}
+	if host == "127.0.0.1" && port == e.sshPort {
+		p.shared = []int{e.sshdPID}
+	}
 	p.setup = func(dest string) (string, error) {
 		entryPort := freePort()
 		entry := fmt.Sprintf("127.0.0.1:%d", entryPort)

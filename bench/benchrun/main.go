@@ -253,7 +253,11 @@ type path struct {
 	setup       func(dest string) (entry string, err error)
 	iperf, echo string
 	procs       []*exec.Cmd
-	closers     []func()
+	// shared are the far ends this path shares with others of its kind
+	// (the quicport server, sshd): their processes count in what a round
+	// trip costs (tunnelPIDs).
+	shared  []int
+	closers []func()
 	// manyConns marks a path that differs from another only where several
 	// connections share the tunnel (--quic-connections): scenarios that
 	// measure one flow at a time leave it out (oneFlow).
@@ -490,25 +494,37 @@ func bulkLoad(ctx context.Context, entry string) {
 
 // rttRuns collects round-trip percentiles (µs) over runs, idle and while a
 // bulk transfer shares the path.
-type rttRuns struct{ idle50, idle99, bulk50, bulk99 []float64 }
+type rttRuns struct {
+	idle50, idle99, bulk50, bulk99 []float64
+	// cpu is the CPU time (µs) the tunnel's processes spent per idle
+	// round trip, both ends, user and system; only where idle is given
+	// them.
+	cpu []float64
+}
 
 // add measures one run through entry: pings idle (after quiet), then
 // pings while bulkLoad pushes data through the same path. what names the
 // path in progress messages.
 func (r *rttRuns) add(entry string, pings int, what string, quiet time.Duration) {
-	r.idle(entry, pings, what, quiet)
+	r.idle(entry, pings, what, quiet, nil)
 	r.underBulk(entry, pings, what)
 }
 
 // idle measures pings through entry after the path has been quiet for
 // quiet: a tunnel end that has just carried a bulk transfer schedules on
-// every core for a while (internal/procs), and idle means idle.
-func (r *rttRuns) idle(entry string, pings int, what string, quiet time.Duration) {
+// every core for a while (internal/procs), and idle means idle. With
+// pids, it also takes the CPU time their processes spent per round trip.
+func (r *rttRuns) idle(entry string, pings int, what string, quiet time.Duration, pids []int) {
 	time.Sleep(quiet)
-	if rtts, err := pingPong(entry, pings); err == nil {
-		r.idle50, r.idle99 = append(r.idle50, micros(pct(rtts, 0.5))), append(r.idle99, micros(pct(rtts, 0.99)))
-	} else {
+	before, ok := cpuTime(pids)
+	rtts, err := pingPong(entry, pings)
+	if err != nil {
 		progress("%s ping: %v", what, err)
+		return
+	}
+	r.idle50, r.idle99 = append(r.idle50, micros(pct(rtts, 0.5))), append(r.idle99, micros(pct(rtts, 0.99)))
+	if after, ok2 := cpuTime(pids); len(pids) > 0 && ok && ok2 {
+		r.cpu = append(r.cpu, micros(after-before)/float64(pings))
 	}
 }
 
@@ -600,6 +616,44 @@ func pairedLine(paths []*path, runs []pathRuns) string {
 	return b.String()
 }
 
+// cpuLine says what an idle round trip costs each path's tunnel
+// processes in CPU time, both ends together (the median of the runs),
+// and for the quicport rows their ratio to ssh -L's run by run. On a
+// small machine the processes of a round trip mostly run one after
+// another, so this is much of the round trip's overhead, and it moves
+// less than the round trip does with how fast the machine wakes a
+// sleeping thread.
+func cpuLine(paths []*path, runs []pathRuns) string {
+	ssh := slices.IndexFunc(paths, func(p *path) bool { return p.name == "ssh -L" })
+	var b strings.Builder
+	b.WriteString("CPU time of the tunnel's processes per idle round trip (µs, both ends, user and system; median of the runs):")
+	measured := false
+	for i, p := range paths {
+		if len(runs[i].cpu) == 0 {
+			continue
+		}
+		measured = true
+		fmt.Fprintf(&b, " %s %.0f", p.name, median(runs[i].cpu))
+		if ssh >= 0 && ssh != i && slices.Contains(quicportRows, p.name) && len(runs[ssh].cpu) == len(runs[i].cpu) {
+			var rs []float64
+			for run, c := range runs[i].cpu {
+				if runs[ssh].cpu[run] > 0 {
+					rs = append(rs, c/runs[ssh].cpu[run])
+				}
+			}
+			if len(rs) > 0 {
+				fmt.Fprintf(&b, " (%.2fx of ssh -L's, run by run %.2fx–%.2fx)", median(rs), slices.Min(rs), slices.Max(rs))
+			}
+		}
+		b.WriteString(";")
+	}
+	if !measured {
+		return ""
+	}
+	b.WriteString("\n\n")
+	return b.String()
+}
+
 func latencyTable(o options, paths []*path) string {
 	type row struct{ idle50, idle99, bulk50, bulk99, set50, set99 float64 }
 	runs := make([]pathRuns, len(paths))
@@ -615,7 +669,7 @@ func latencyTable(o options, paths []*path) string {
 		// Idle pings and setups on a quiet tunnel, then pings beside a
 		// bulk transfer.
 		r := &runs[i]
-		r.idle(p.echo, o.pings, p.name, o.quiet)
+		r.idle(p.echo, o.pings, p.name, o.quiet, p.tunnelPIDs())
 		if ds, err := setups(p.echo, o.setups); err == nil {
 			r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
 		} else {
@@ -647,6 +701,7 @@ func latencyTable(o options, paths []*path) string {
 		fmt.Fprintf(&b, " %s %s / %s;", p.name, runList(runs[i].set50), runList(runs[i].idle50))
 	}
 	b.WriteString("\n\n")
+	b.WriteString(cpuLine(paths, runs))
 	b.WriteString(pairedLine(paths, runs))
 	// The same three measures against the best (lowest) of the other QUIC
 	// tunnels; below 1.00x quicport is ahead.
