@@ -584,15 +584,13 @@ func pairedLine(paths []*path, runs []pathRuns) string {
 				return "n/a (a run failed)"
 			}
 		}
-		var rs []float64
-		below := 0
+		num, den := make([]float64, n), make([]float64, n)
 		for run := range n {
-			den := value(runs[ssh], run)
-			if den <= 0 {
-				continue
-			}
-			r := value(q, run) / den
-			rs = append(rs, r)
+			num[run], den[run] = value(q, run), value(runs[ssh], run)
+		}
+		rs := runRatios(num, den)
+		below := 0
+		for _, r := range rs {
 			if r < 1 {
 				below++
 			}
@@ -616,6 +614,18 @@ func pairedLine(paths []*path, runs []pathRuns) string {
 	return b.String()
 }
 
+// runRatios is num over den run by run, leaving out the runs where den is
+// not positive.
+func runRatios(num, den []float64) []float64 {
+	var rs []float64
+	for run, d := range den {
+		if d > 0 {
+			rs = append(rs, num[run]/d)
+		}
+	}
+	return rs
+}
+
 // cpuLine says what an idle round trip costs each path's tunnel
 // processes in CPU time, both ends together (the median of the runs),
 // and for the quicport rows their ratio to ssh -L's run by run. On a
@@ -635,13 +645,7 @@ func cpuLine(paths []*path, runs []pathRuns) string {
 		measured = true
 		fmt.Fprintf(&b, " %s %.0f", p.name, median(runs[i].cpu))
 		if ssh >= 0 && ssh != i && slices.Contains(quicportRows, p.name) && len(runs[ssh].cpu) == len(runs[i].cpu) {
-			var rs []float64
-			for run, c := range runs[i].cpu {
-				if runs[ssh].cpu[run] > 0 {
-					rs = append(rs, c/runs[ssh].cpu[run])
-				}
-			}
-			if len(rs) > 0 {
+			if rs := runRatios(runs[i].cpu, runs[ssh].cpu); len(rs) > 0 {
 				fmt.Fprintf(&b, " (%.2fx of ssh -L's, run by run %.2fx–%.2fx)", median(rs), slices.Min(rs), slices.Max(rs))
 			}
 		}
