@@ -146,9 +146,9 @@ type packetPacker struct {
 	// streamFrames is the array the STREAM frames of each packet are
 	// gathered in (quicport's patch; upstream made a new one per packet).
 	// It is reused as soon as the packet is packed: the sent packet handler
-	// copies a packet's frames (SentPacket), and every packet is handed
-	// to it before the next one is packed, as is the single 0-RTT or 1-RTT
-	// packet of a coalesced packet.
+	// copies a packet's frames and clears them here (SentPacket), and every
+	// packet is handed to it before the next one is packed, as is the
+	// single 0-RTT or 1-RTT packet of a coalesced packet.
 	streamFrames []ackhandler.StreamFrame
 }
 

@@ -83,8 +83,8 @@ func TestHistoryReusesItsArray(t *testing.T) {
 
 // The sent packet handler keeps a copy of a packet's STREAM frames, not the
 // slice it was given: the packer gathers the next packet's frames in that
-// slice's array. Each frame is acknowledged once, with the packet that
-// carried it.
+// slice's array, which SentPacket leaves cleared. Each frame is
+// acknowledged once, with the packet that carried it.
 func TestSentPacketKeepsACopyOfItsStreamFrames(t *testing.T) {
 	h := NewSentPacketHandler(0, 1200, utils.NewRTTStats(), &utils.ConnectionStats{}, true, false, nil, protocol.PerspectiveClient, nil, utils.DefaultLogger, nil)
 	rec := &ackRecorder{}
@@ -102,6 +102,11 @@ func TestSentPacketKeepsACopyOfItsStreamFrames(t *testing.T) {
 			want = append(want, f)
 		}
 		h.SentPacket(now, pn, protocol.InvalidPacketNumber, fs, nil, protocol.Encryption1RTT, protocol.ECNNon, 1200, false, false)
+		for _, f := range fs {
+			if f.Frame != nil || f.Handler != nil {
+				t.Fatalf("packet %d: the packer's array still holds a frame after SentPacket, which keeps its stream alive", pn)
+			}
+		}
 		pns, sent = append(pns, pn), append(sent, want)
 	}
 	for i, pn := range pns {

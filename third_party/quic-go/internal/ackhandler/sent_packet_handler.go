@@ -322,7 +322,11 @@ func (h *sentPacketHandler) SentPacket(
 	p.Length = size
 	p.Frames = frames
 	p.LargestAcked = largestAcked
-	p.StreamFrames = append(p.StreamFrames, streamFrames...) // a copy: the packer reuses streamFrames (quicport's patch)
+	// quicport's patch: streamFrames is the packer's array, which it reuses
+	// for the next packet. Keep a copy, and clear the array, so that it
+	// keeps no frame (and no stream) alive once the packet is acknowledged.
+	p.StreamFrames = append(p.StreamFrames, streamFrames...)
+	clear(streamFrames)
 	p.IsPathMTUProbePacket = isPathMTUProbePacket
 	p.isPathProbePacket = isPathProbePacket
 	isAckEliciting := p.IsAckEliciting()
