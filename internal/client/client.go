@@ -27,6 +27,7 @@ import (
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tlsid"
 	"github.com/quicport/quicport/internal/tunnel"
+	"github.com/quicport/quicport/internal/workers"
 )
 
 // Forward is the one forward a session carries.
@@ -205,8 +206,9 @@ type client struct {
 	// credentials, has another and does not join them.
 	token uint64
 
-	wg sync.WaitGroup // local-forward relays
-	bg sync.WaitGroup // sessions the server moved elsewhere, until they end
+	wg      sync.WaitGroup // local-forward relays
+	workers *workers.Pool  // tunneled connections' goroutines
+	bg      sync.WaitGroup // sessions the server moved elsewhere, until they end
 }
 
 // Run connects, authenticates and serves the forward until ctx ends (then it
@@ -222,7 +224,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return &permanentError{fmt.Errorf("client: %d QUIC connections: %w", cfg.Sessions, err)}
 	}
 	c := &client{cfg: cfg, log: cfg.Logger.With("server", cfg.Server, "forward", cfg.Forward.String()),
-		cur: make([]*session, cfg.Sessions), ready: make(chan struct{}), token: rand.Uint64()}
+		cur: make([]*session, cfg.Sessions), ready: make(chan struct{}), token: rand.Uint64(),
+		workers: workers.New(workers.DefaultIdle)}
+	defer c.workers.Close() // last: after the relays' wait groups below
 	if !f.Remote && f.Source.Protocol == proto.UDP {
 		addr := f.Source.HostPort(DefaultLocalHost)
 		ua, err := net.ResolveUDPAddr("udp", addr)
@@ -440,7 +444,7 @@ func (c *client) acceptLocal(ctx context.Context) {
 			return
 		}
 		c.wg.Add(1)
-		go func() {
+		c.workers.Go(func() {
 			defer c.wg.Done()
 			deadline := time.Now().Add(c.cfg.ConnectWait)
 			for {
@@ -457,6 +461,6 @@ func (c *client) acceptLocal(ctx context.Context) {
 				}
 				// The session died before the stream opened: try the next.
 			}
-		}()
+		})
 	}
 }

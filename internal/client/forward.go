@@ -22,10 +22,10 @@ func (s *session) acceptStreams(ctx context.Context) {
 			return
 		}
 		s.wg.Add(1)
-		go func() {
+		s.c.workers.Go(func() {
 			defer s.wg.Done()
 			s.relayRemote(ctx, dest, st)
-		}()
+		})
 	}
 }
 
@@ -108,7 +108,7 @@ func (s *session) openStream(ctx context.Context, protocol proto.Protocol) (*qui
 
 func (s *session) relay(ctx context.Context, log *slog.Logger, id uint32, conn tunnel.Conn, st *quic.Stream) error {
 	log.Debug("connection open")
-	stats, err := tunnel.Relay(conn, st, tunnel.Counters{})
+	stats, err := tunnel.Relay(conn, st, tunnel.Counters{}, s.c.workers)
 	reason := proto.ReasonNormal
 	if err != nil {
 		reason = proto.ReasonError

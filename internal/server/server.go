@@ -28,6 +28,7 @@ import (
 	"github.com/quicport/quicport/internal/proto"
 	"github.com/quicport/quicport/internal/tlsid"
 	"github.com/quicport/quicport/internal/tunnel"
+	"github.com/quicport/quicport/internal/workers"
 )
 
 // Config configures a Server. The zero value of every optional field
@@ -188,7 +189,8 @@ type Server struct {
 	perKey   keySessions
 	unauth   atomic.Int64 // connections not yet authenticated
 
-	wg sync.WaitGroup // sessions
+	wg      sync.WaitGroup // sessions
+	workers *workers.Pool  // tunneled connections' goroutines
 
 	authOK, authFailed atomic.Uint64
 	okBy, failBy       [4]atomic.Uint64 // by auth.Method
@@ -243,7 +245,7 @@ func Listen(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen on %s/udp: %w", cfg.Listen, err)
 		}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{}, shared: map[shareKey]*sharedPort{},
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, stopped: make(chan struct{}), workers: workers.New(workers.DefaultIdle), keyRules: keyRules, started: time.Now(), sessList: map[*session]struct{}{}, shared: map[shareKey]*sharedPort{},
 		failures: newFailureBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill)}
 	qc := tunnel.QUICConfig(cfg.KeepAlive, cfg.IdleTimeout)
 	tunnel.SetWindows(qc, cfg.StreamWindow)
@@ -374,6 +376,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	stopPrune() // Serve waits for the pruner below
 	s.audit("shutdown", "listen", s.ln.Addr().String(), "sessions", s.sessions.Load())
 	s.wg.Wait()
+	s.workers.Close()
 	return acceptErr
 }
 

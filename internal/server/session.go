@@ -586,11 +586,11 @@ func (ss *session) takeRemote(ctx context.Context, c *net.TCPConn) bool {
 		return false
 	}
 	ss.wg.Add(1)
-	go func() {
+	ss.srv.workers.Go(func() {
 		defer ss.wg.Done()
 		defer ss.release()
 		ss.relayRemote(ctx, c)
-	}()
+	})
 	return true
 }
 
@@ -631,7 +631,7 @@ func (ss *session) relay(ctx context.Context, log *slog.Logger, id uint32, c *ne
 		tc = limitedConn{Conn: c, ctx: ctx, lim: ss.bwDn}
 		ts = limitedStream{Stream: st, ctx: ctx, lim: ss.bwUp}
 	}
-	stats, err := tunnel.Relay(tc, ts, ss.counters())
+	stats, err := tunnel.Relay(tc, ts, ss.counters(), srv.workers)
 	reason := proto.ReasonNormal
 	if err != nil {
 		reason = proto.ReasonError
@@ -670,10 +670,10 @@ func (ss *session) startLocal(ctx context.Context, req proto.LocalForwardRequest
 				return
 			}
 			ss.wg.Add(1)
-			go func() {
+			ss.srv.workers.Go(func() {
 				defer ss.wg.Done()
 				ss.relayLocal(ctx, req.Protocol, req.Destination, host, st)
-			}()
+			})
 		}
 	}()
 	return func() {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quicport/quicport/internal/proto"
+	"github.com/quicport/quicport/internal/workers"
 )
 
 // Stream is the part of *quic.Stream a relay uses. Close ends the send
@@ -108,8 +109,10 @@ type Stats struct {
 // reaches the far end before the stream's reset does (RESET_STREAM_AT),
 // and what the stream delivered before its reset is sent to the TCP peer
 // before the RST. Relay returns the first such error (nil after a clean
-// close in both directions).
-func Relay(c Conn, s Stream, count Counters) (Stats, error) {
+// close in both directions). It copies from c to s on one of pool's
+// workers (a goroutine of its own when pool is nil) and the other way on
+// the caller's goroutine.
+func Relay(c Conn, s Stream, count Counters, pool *workers.Pool) (Stats, error) {
 	var (
 		st      Stats
 		wg      sync.WaitGroup
@@ -169,7 +172,7 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		stopped()
 	})
 	wg.Add(1)
-	go func() {
+	pool.Go(func() {
 		defer wg.Done()
 		n, rerr, werr := copyBuf(streamWriter{s}, c, count.ToStream)
 		st.ToStream = n
@@ -192,7 +195,7 @@ func Relay(c Conn, s Stream, count Counters) (Stats, error) {
 		if err := s.Close(); err != nil && !sendStopped(err) {
 			abort(err, false)
 		}
-	}()
+	})
 	n, rerr, werr := copyBuf(out, s, count.FromStream)
 	st.FromStream = n
 	received.Store(true)

@@ -91,7 +91,7 @@ func TestRelayHalfCloseAndIntegrity(t *testing.T) {
 	app, relayEnd := tcpPair(t)
 	done := make(chan Stats, 1)
 	go func() {
-		st, err := Relay(relayEnd, ss, Counters{})
+		st, err := Relay(relayEnd, ss, Counters{}, nil)
 		if err != nil {
 			t.Errorf("Relay: %v", err)
 		}
@@ -139,7 +139,7 @@ func TestRelayEndsWhenConnectionDies(t *testing.T) {
 	cs, ss, cconn := quicConnPair(t)
 	app, relayEnd := tcpPair(t)
 	done := make(chan error, 1)
-	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
+	go func() { _, err := Relay(relayEnd, ss, Counters{}, nil); done <- err }()
 	cs.Close() // FIN: the relay half-closes the TCP side
 	app.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := app.Read(make([]byte, 1)); err != io.EOF {
@@ -167,7 +167,7 @@ func TestRelayAbortResetsStream(t *testing.T) {
 	cs, ss := quicPair(t)
 	app, relayEnd := tcpPair(t)
 	done := make(chan error, 1)
-	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
+	go func() { _, err := Relay(relayEnd, ss, Counters{}, nil); done <- err }()
 	app.Write([]byte("partial"))
 	app.SetLinger(0)
 	app.Close() // RST
@@ -250,7 +250,7 @@ func BenchmarkRelay(b *testing.B) {
 				go func() {
 					switch {
 					case mode == "Relay":
-						Relay(relayEnd, ss, Counters{})
+						Relay(relayEnd, ss, Counters{}, nil)
 					case dir.toStream:
 						io.Copy(ss, relayEnd)
 					default:
@@ -286,7 +286,7 @@ func TestIdleRelayHoldsNoLargeBuffer(t *testing.T) {
 	for i := range ends {
 		cs, ss := quicPair(t)
 		app, relayEnd := tcpPair(t)
-		go Relay(relayEnd, ss, Counters{})
+		go Relay(relayEnd, ss, Counters{}, nil)
 		ends[i] = end{app, cs}
 	}
 	// Bulk both ways through every relay, checked at the far end.
@@ -392,7 +392,7 @@ func TestRelayBoundsBytesOwedToAStalledPeer(t *testing.T) {
 	cs, ss := quicPair(t)
 	app, relayEnd := tcpPair(t)
 	done := make(chan error, 1)
-	go func() { _, err := Relay(hastyConn{relayEnd}, ss, Counters{}); done <- err }()
+	go func() { _, err := Relay(hastyConn{relayEnd}, ss, Counters{}, nil); done <- err }()
 	// More than the TCP buffers and the stream's window hold: the relay
 	// ends up blocked writing to app, which never reads.
 	go streamWriter{cs}.Write(make([]byte, 64<<20)) // as a relay writes
@@ -426,7 +426,7 @@ func TestRelayDeliversOwedBytesToAPeerThatWritesFirst(t *testing.T) {
 	cs, ss := quicPair(t)
 	app, relayEnd := tcpPair(t)
 	done := make(chan error, 1)
-	go func() { _, err := Relay(relayEnd, ss, Counters{}); done <- err }()
+	go func() { _, err := Relay(relayEnd, ss, Counters{}, nil); done <- err }()
 
 	// app echoes, hashing what it reads, until its connection ends. Once
 	// the reset makes its writes fail it still reads what had arrived
@@ -536,7 +536,7 @@ func TestRelayResetStaysWithinTheWindow(t *testing.T) {
 			var toStream atomic.Uint64
 			done := make(chan error, 1)
 			go func() {
-				_, err := Relay(relayEnd, ss, Counters{ToStream: []*atomic.Uint64{&toStream}})
+				_, err := Relay(relayEnd, ss, Counters{ToStream: []*atomic.Uint64{&toStream}}, nil)
 				done <- err
 			}()
 			data := make([]byte, tt.first+tt.last)
@@ -607,7 +607,7 @@ func TestRelayWithoutAllocating(t *testing.T) {
 			defer debug.SetGCPercent(debug.SetGCPercent(-1))
 			cs, ss := quicPair(t)
 			app, relayEnd := tcpPair(t)
-			go Relay(relayEnd, ss, Counters{})
+			go Relay(relayEnd, ss, Counters{}, nil)
 			var in io.Writer = app
 			var out io.Reader = cs
 			if !dir.toStream {
