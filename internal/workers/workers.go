@@ -6,9 +6,10 @@
 // whenever a call goes deeper. A tunneled connection's goroutines go deep
 // at once: dialing the destination runs a dozen frames of package net,
 // and the first write into quic-go runs its stream and framer code. In
-// BenchmarkConnectionSetup that was 4 stack copies per connection, about
-// 5% of the CPU a new connection costs (docs/BENCHMARKS.md). A worker
-// keeps the stack it grew for the next task.
+// BenchmarkConnectionSetup that was 4 stack copies per connection. A
+// worker keeps the stack it grew for the next task, which took 3–5% off
+// the CPU a new connection costs (docs/BENCHMARKS.md, "Goroutines that
+// keep their stacks").
 package workers
 
 import (
