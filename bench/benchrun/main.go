@@ -559,6 +559,9 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 type pathRuns struct {
 	rttRuns
 	set50, set99 []float64 // setup percentiles (µs) per run
+	// setCPU is the CPU time (µs) the tunnel's processes spent per
+	// setup, both ends, user and system.
+	setCPU []float64
 }
 
 // pairedLine compares each quicport row with ssh -L run by run: the ratio
@@ -626,26 +629,27 @@ func runRatios(num, den []float64) []float64 {
 	return rs
 }
 
-// cpuLine says what an idle round trip costs each path's tunnel
-// processes in CPU time, both ends together (the median of the runs),
-// and for the quicport rows their ratio to ssh -L's run by run. On a
-// small machine the processes of a round trip mostly run one after
-// another, so this is much of the round trip's overhead, and it moves
-// less than the round trip does with how fast the machine wakes a
-// sleeping thread.
-func cpuLine(paths []*path, runs []pathRuns) string {
+// cpuLine says what an idle round trip or a setup (what, and the runs'
+// values) costs each path's tunnel processes in CPU time, both ends
+// together (the median of the runs), and for the quicport rows their
+// ratio to ssh -L's run by run. On a small machine the processes of a
+// round trip mostly run one after another, so this is much of the round
+// trip's overhead, and it moves less than the round trip does with how
+// fast the machine wakes a sleeping thread.
+func cpuLine(paths []*path, runs []pathRuns, what string, values func(pathRuns) []float64) string {
 	ssh := slices.IndexFunc(paths, func(p *path) bool { return p.name == "ssh -L" })
 	var b strings.Builder
-	b.WriteString("CPU time of the tunnel's processes per idle round trip (µs, both ends, user and system; median of the runs):")
+	fmt.Fprintf(&b, "CPU time of the tunnel's processes per %s (µs, both ends, user and system; median of the runs):", what)
 	measured := false
 	for i, p := range paths {
-		if len(runs[i].cpu) == 0 {
+		v := values(runs[i])
+		if len(v) == 0 {
 			continue
 		}
 		measured = true
-		fmt.Fprintf(&b, " %s %.0f", p.name, median(runs[i].cpu))
-		if ssh >= 0 && ssh != i && slices.Contains(quicportRows, p.name) && len(runs[ssh].cpu) == len(runs[i].cpu) {
-			if rs := runRatios(runs[i].cpu, runs[ssh].cpu); len(rs) > 0 {
+		fmt.Fprintf(&b, " %s %.0f", p.name, median(v))
+		if ssh >= 0 && ssh != i && slices.Contains(quicportRows, p.name) && len(values(runs[ssh])) == len(v) {
+			if rs := runRatios(v, values(runs[ssh])); len(rs) > 0 {
 				fmt.Fprintf(&b, " (%.2fx of ssh -L's, run by run %.2fx–%.2fx)", median(rs), slices.Min(rs), slices.Max(rs))
 			}
 		}
@@ -673,9 +677,14 @@ func latencyTable(o options, paths []*path) string {
 		// Idle pings and setups on a quiet tunnel, then pings beside a
 		// bulk transfer.
 		r := &runs[i]
-		r.idle(p.echo, o.pings, p.name, o.quiet, p.tunnelPIDs())
+		pids := p.tunnelPIDs()
+		r.idle(p.echo, o.pings, p.name, o.quiet, pids)
+		before, ok := cpuTime(pids)
 		if ds, err := setups(p.echo, o.setups); err == nil {
 			r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
+			if after, ok2 := cpuTime(pids); len(pids) > 0 && ok && ok2 {
+				r.setCPU = append(r.setCPU, micros(after-before)/float64(o.setups))
+			}
 		} else {
 			progress("%s setup: %v", p.name, err)
 		}
@@ -705,7 +714,8 @@ func latencyTable(o options, paths []*path) string {
 		fmt.Fprintf(&b, " %s %s / %s;", p.name, runList(runs[i].set50), runList(runs[i].idle50))
 	}
 	b.WriteString("\n\n")
-	b.WriteString(cpuLine(paths, runs))
+	b.WriteString(cpuLine(paths, runs, "idle round trip", func(r pathRuns) []float64 { return r.cpu }))
+	b.WriteString(cpuLine(paths, runs, "setup", func(r pathRuns) []float64 { return r.setCPU }))
 	b.WriteString(pairedLine(paths, runs))
 	// The same three measures against the best (lowest) of the other QUIC
 	// tunnels; below 1.00x quicport is ahead.
