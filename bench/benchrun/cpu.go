@@ -68,6 +68,20 @@ func cpuTime(pids []int) (total time.Duration, ok bool) {
 	return total, true
 }
 
+// cpuPer starts counting the CPU time of pids; the func it returns gives
+// the time (µs) they spent since, per each of n operations, and false
+// when there are no pids or one of them could not be read.
+func cpuPer(pids []int) func(n int) (float64, bool) {
+	before, ok := cpuTime(pids)
+	return func(n int) (float64, bool) {
+		after, ok2 := cpuTime(pids)
+		if len(pids) == 0 || !ok || !ok2 {
+			return 0, false
+		}
+		return micros(after-before) / float64(n), true
+	}
+}
+
 // tunnelPIDs is every process that carries p's traffic: its own (a
 // client, ssh, a forwarder's two ends) and the far ends it shares with
 // other paths, with whatever runs below them. Empty for direct.

@@ -516,15 +516,15 @@ func (r *rttRuns) add(entry string, pings int, what string, quiet time.Duration)
 // pids, it also takes the CPU time their processes spent per round trip.
 func (r *rttRuns) idle(entry string, pings int, what string, quiet time.Duration, pids []int) {
 	time.Sleep(quiet)
-	before, ok := cpuTime(pids)
+	spent := cpuPer(pids)
 	rtts, err := pingPong(entry, pings)
 	if err != nil {
 		progress("%s ping: %v", what, err)
 		return
 	}
 	r.idle50, r.idle99 = append(r.idle50, micros(pct(rtts, 0.5))), append(r.idle99, micros(pct(rtts, 0.99)))
-	if after, ok2 := cpuTime(pids); len(pids) > 0 && ok && ok2 {
-		r.cpu = append(r.cpu, micros(after-before)/float64(pings))
+	if c, ok := spent(pings); ok {
+		r.cpu = append(r.cpu, c)
 	}
 }
 
@@ -679,11 +679,11 @@ func latencyTable(o options, paths []*path) string {
 		r := &runs[i]
 		pids := p.tunnelPIDs()
 		r.idle(p.echo, o.pings, p.name, o.quiet, pids)
-		before, ok := cpuTime(pids)
+		spent := cpuPer(pids)
 		if ds, err := setups(p.echo, o.setups); err == nil {
 			r.set50, r.set99 = append(r.set50, micros(pct(ds, 0.5))), append(r.set99, micros(pct(ds, 0.99)))
-			if after, ok2 := cpuTime(pids); len(pids) > 0 && ok && ok2 {
-				r.setCPU = append(r.setCPU, micros(after-before)/float64(o.setups))
+			if c, ok := spent(o.setups); ok {
+				r.setCPU = append(r.setCPU, c)
 			}
 		} else {
 			progress("%s setup: %v", p.name, err)
