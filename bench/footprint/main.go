@@ -15,12 +15,16 @@
 // ends a stretch at every K-th pass (2 when the function runs twice per
 // round trip); -count ADDR also counts the passes through another
 // instruction per stretch (a send, to tell stretches with an extra packet
-// apart). When the trace ends it prints the medians, leaving out the first
-// fifth of the stretches (start-up).
+// apart) and -counted N keeps only the stretches with N of them;
+// -symbols FILE (the output of `go tool nm PROGRAM`) adds which packages
+// and functions the lines of code belong to. When the trace ends it
+// prints the medians, leaving out the first fifth of the stretches
+// (start-up).
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -35,12 +39,15 @@ import (
 // stretch is what one stretch of the trace touched.
 type stretch struct {
 	accesses, code, data, counted int
+	byFunc                        map[string]int // lines of code per function, with -symbols
 }
 
 func main() {
 	log.SetFlags(0)
 	every := flag.Int("every", 1, "passes through the marker per stretch")
 	count := flag.String("count", "", "an instruction address (hex) to count per stretch")
+	only := flag.Int("counted", -1, "keep only the stretches with this many passes through -count")
+	symbols := flag.String("symbols", "", "`go tool nm` output of the program, to attribute lines of code to functions")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: footprint MARKER [-every K] [-count ADDR] < lackey trace")
 		flag.PrintDefaults()
@@ -59,11 +66,23 @@ func main() {
 	if *every < 1 {
 		log.Fatal("-every must be at least 1")
 	}
-	ss, err := measure(bufio.NewReaderSize(os.Stdin, 1<<20), marker, *every, counted)
+	var syms symtab
+	if *symbols != "" {
+		if syms, err = readSymbols(*symbols); err != nil {
+			log.Fatalf("-symbols: %v", err)
+		}
+	}
+	ss, err := measure(bufio.NewReaderSize(os.Stdin, 1<<20), marker, *every, counted, syms)
 	if err != nil {
 		log.Fatal(err)
 	}
+	if *only >= 0 {
+		ss = slices.DeleteFunc(ss, func(s stretch) bool { return s.counted != *only })
+	}
 	fmt.Print(report(ss))
+	if syms != nil && len(ss) >= 5 {
+		fmt.Print(breakdown(ss[len(ss)/5:]))
+	}
 }
 
 func firstArg() string {
@@ -81,7 +100,7 @@ func parseAddr(s string) (uint64, error) {
 // measure reads a lackey trace ("I  ADDR,SIZE" for an instruction, " L",
 // " S" or " M ADDR,SIZE" for data) and returns one stretch per every
 // passes through marker. An access that spans two lines counts the first.
-func measure(r *bufio.Reader, marker uint64, every int, counted uint64) ([]stretch, error) {
+func measure(r *bufio.Reader, marker uint64, every int, counted uint64, syms symtab) ([]stretch, error) {
 	code, data := map[uint64]struct{}{}, map[uint64]struct{}{}
 	var ss []stretch
 	var cur stretch
@@ -112,6 +131,12 @@ func measure(r *bufio.Reader, marker uint64, every int, counted uint64) ([]stret
 		}
 		if passes++; passes%every == 0 {
 			cur.code, cur.data = len(code), len(data)
+			if syms != nil {
+				cur.byFunc = map[string]int{}
+				for l := range code {
+					cur.byFunc[syms.lookup(l<<6)]++
+				}
+			}
 			ss = append(ss, cur)
 			cur = stretch{}
 			clear(code)
@@ -172,4 +197,88 @@ func medians(ss []stretch) string {
 		med(func(s stretch) int { return s.accesses }),
 		med(func(s stretch) int { return s.code }),
 		med(func(s stretch) int { return s.data }))
+}
+
+// symtab is a program's functions by address, from `go tool nm`.
+type symtab []symbol
+
+type symbol struct {
+	addr uint64
+	name string
+}
+
+func readSymbols(path string) (symtab, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var t symtab
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "  4a7fe0 T syscall.write": address, kind, name (which may hold spaces)
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 || (fields[1] != "T" && fields[1] != "t") {
+			continue
+		}
+		a, err := parseAddr(fields[0])
+		if err != nil {
+			continue
+		}
+		t = append(t, symbol{a, strings.Join(fields[2:], " ")})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(t) == 0 {
+		return nil, fmt.Errorf("%s lists no functions: give it the output of go tool nm", path)
+	}
+	slices.SortFunc(t, func(a, b symbol) int { return cmp.Compare(a.addr, b.addr) })
+	return t, nil
+}
+
+// lookup names the function a code address is in: the last one starting
+// at or below it.
+func (t symtab) lookup(addr uint64) string {
+	i, _ := slices.BinarySearchFunc(t, addr+1, func(s symbol, a uint64) int { return cmp.Compare(s.addr, a) })
+	if i == 0 {
+		return "?"
+	}
+	return t[i-1].name
+}
+
+// pkg is the package part of a Go function's name: "ackhandler" for
+// "github.com/quic-go/quic-go/internal/ackhandler.(*sentPacketHandler).SentPacket".
+func pkg(fn string) string {
+	if i := strings.LastIndexByte(fn, '/'); i >= 0 {
+		fn = fn[i+1:]
+	}
+	if i := strings.IndexByte(fn, '.'); i >= 0 {
+		fn = fn[:i]
+	}
+	return fn
+}
+
+// breakdown gives the mean lines of code per stretch of each package and
+// of the 40 functions with the most.
+func breakdown(ss []stretch) string {
+	byFunc, byPkg := map[string]int{}, map[string]int{}
+	for _, s := range ss {
+		for fn, n := range s.byFunc {
+			byFunc[fn] += n
+			byPkg[pkg(fn)] += n
+		}
+	}
+	var b strings.Builder
+	list := func(title string, m map[string]int, limit int) {
+		names := slices.Collect(maps.Keys(m))
+		slices.SortFunc(names, func(x, y string) int { return cmp.Or(cmp.Compare(m[y], m[x]), cmp.Compare(x, y)) })
+		fmt.Fprintf(&b, "lines of code per stretch, by %s:\n", title)
+		for _, n := range names[:min(limit, len(names))] {
+			fmt.Fprintf(&b, "%8.1f  %s\n", float64(m[n])/float64(len(ss)), n)
+		}
+	}
+	list("package", byPkg, 25)
+	list("function", byFunc, 40)
+	return b.String()
 }

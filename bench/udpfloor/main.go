@@ -34,6 +34,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -117,6 +118,7 @@ type end struct {
 
 	mu   sync.Mutex
 	gen  byte
+	from netip.AddrPort // the exit's: where the generation's datagrams come from
 	conn net.Conn
 
 	timer *time.Timer
@@ -164,13 +166,13 @@ func hops(n int, f func([]byte)) (send func([]byte), stop func()) {
 
 // tcpToUDP seals what conn gives and sends it, one datagram per read,
 // until conn ends: to peer (the exit's: where the entrance's datagrams
-// came from), or on the connected socket when peer is nil.
-func (e *end) tcpToUDP(conn net.Conn, gen byte, peer *net.UDPAddr) {
+// came from), or on the connected socket when peer is the zero value.
+func (e *end) tcpToUDP(conn net.Conn, gen byte, peer netip.AddrPort) {
 	var seq uint64
 	out := make([]byte, header+maxPayload+16)
 	send, stop := hops(e.o.hops, func(b []byte) {
-		if peer != nil {
-			e.u.WriteToUDP(b, peer)
+		if peer.IsValid() {
+			e.u.WriteToUDPAddrPort(b, peer)
 		} else {
 			e.u.Write(b)
 		}
@@ -194,9 +196,10 @@ func (e *end) tcpToUDP(conn net.Conn, gen byte, peer *net.UDPAddr) {
 
 // udpToTCP opens each datagram and writes it to the connection of its
 // generation; at the exit, newConn opens that connection when the
-// generation changes (nil at the entrance, which drops what comes for a
+// generation or the entrance's address changes (a restarted entrance
+// counts from 1 again; nil at the entrance, which drops what comes for a
 // connection it has replaced).
-func (e *end) udpToTCP(newConn func(gen byte, from *net.UDPAddr) net.Conn) error {
+func (e *end) udpToTCP(newConn func(gen byte, from netip.AddrPort) net.Conn) error {
 	buf := make([]byte, 2048)
 	plain := make([]byte, 0, 2048)
 	nb := make([]byte, 12)
@@ -210,7 +213,7 @@ func (e *end) udpToTCP(newConn func(gen byte, from *net.UDPAddr) net.Conn) error
 	})
 	defer stop()
 	for {
-		n, from, err := e.u.ReadFromUDP(buf)
+		n, from, err := e.u.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return err
 		}
@@ -223,7 +226,7 @@ func (e *end) udpToTCP(newConn func(gen byte, from *net.UDPAddr) net.Conn) error
 			continue // not ours, or damaged: a measuring tool drops it
 		}
 		e.mu.Lock()
-		stale := e.conn == nil || e.gen != buf[0]
+		stale := e.conn == nil || e.gen != buf[0] || (newConn != nil && e.from != from)
 		e.mu.Unlock()
 		switch {
 		case stale && newConn == nil:
@@ -235,12 +238,13 @@ func (e *end) udpToTCP(newConn func(gen byte, from *net.UDPAddr) net.Conn) error
 	}
 }
 
-// replace makes conn the connection of generation gen and closes the one
-// before it (nil: closes it and relays nothing more).
-func (e *end) replace(gen byte, conn net.Conn) {
+// replace makes conn the connection of generation gen, whose datagrams
+// come from from, and closes the one before it (nil: closes it and relays
+// nothing more).
+func (e *end) replace(gen byte, from netip.AddrPort, conn net.Conn) {
 	e.mu.Lock()
 	old := e.conn
-	e.gen, e.conn = gen, conn
+	e.gen, e.from, e.conn = gen, from, conn
 	e.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -251,7 +255,7 @@ func (e *end) replace(gen byte, conn net.Conn) {
 // through u, which is connected to the exit.
 func runEntry(ln net.Listener, u *net.UDPConn, o options) error {
 	e := newEnd(u, 0, o)
-	defer e.replace(0, nil)
+	defer e.replace(0, netip.AddrPort{}, nil)
 	go e.udpToTCP(nil)
 	var gen byte
 	for {
@@ -260,8 +264,8 @@ func runEntry(ln net.Listener, u *net.UDPConn, o options) error {
 			return err
 		}
 		gen++
-		e.replace(gen, conn)
-		go e.tcpToUDP(conn, gen, nil)
+		e.replace(gen, netip.AddrPort{}, conn)
+		go e.tcpToUDP(conn, gen, netip.AddrPort{})
 	}
 }
 
@@ -269,14 +273,14 @@ func runEntry(ln net.Listener, u *net.UDPConn, o options) error {
 // a new one for each generation the entrance starts.
 func runExit(u *net.UDPConn, dest string, o options) error {
 	e := newEnd(u, 1, o)
-	defer e.replace(0, nil)
-	return e.udpToTCP(func(gen byte, from *net.UDPAddr) net.Conn {
+	defer e.replace(0, netip.AddrPort{}, nil)
+	return e.udpToTCP(func(gen byte, from netip.AddrPort) net.Conn {
 		conn, err := net.Dial("tcp", dest)
 		if err != nil {
 			log.Printf("dial %s: %v", dest, err)
 			return nil
 		}
-		e.replace(gen, conn)
+		e.replace(gen, from, conn)
 		go e.tcpToUDP(conn, gen, from)
 		return conn
 	})
