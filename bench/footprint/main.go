@@ -47,21 +47,23 @@ func main() {
 	every := flag.Int("every", 1, "passes through the marker per stretch")
 	count := flag.String("count", "", "an instruction address (hex) to count per stretch")
 	only := flag.Int("counted", -1, "keep only the stretches with this many passes through -count")
-	symbols := flag.String("symbols", "", "`go tool nm` output of the program, to attribute lines of code to functions")
+	symbols := flag.String("symbols", "", "`FILE` holding the output of go tool nm for the program, to attribute lines of code to functions")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: footprint MARKER [-every K] [-count ADDR] < lackey trace")
+		fmt.Fprintln(os.Stderr, "usage: footprint MARKER [-every K] [-count ADDR [-counted N]] [-symbols FILE] < lackey trace")
 		flag.PrintDefaults()
 	}
 	marker, err := parseAddr(firstArg())
 	if err != nil {
-		log.Fatalf("marker: %v", err)
+		log.Fatalf("MARKER %q is not an address in hex (from go tool nm): %v", os.Args[1], err)
 	}
 	flag.CommandLine.Parse(os.Args[2:])
 	var counted uint64
 	if *count != "" {
 		if counted, err = parseAddr(*count); err != nil {
-			log.Fatalf("-count: %v", err)
+			log.Fatalf("-count %q is not an address in hex: %v", *count, err)
 		}
+	} else if *only >= 0 {
+		log.Fatal("-counted needs -count: the instruction whose passes it counts")
 	}
 	if *every < 1 {
 		log.Fatal("-every must be at least 1")

@@ -48,7 +48,7 @@ const maxPayload = 1200
 
 // header is a datagram's first bytes: the connection's generation (the
 // exit opens a new destination connection when it changes) and the
-// sender's sequence number, which is the AEAD nonce.
+// sender's sequence number, which with the direction make the AEAD nonce.
 const header = 1 + 8
 
 type options struct {
@@ -70,6 +70,16 @@ func main() {
 	fs.IntVar(&o.hops, "hops", 0, "goroutine hand-offs each message makes in each direction")
 	fs.BoolVar(&o.timer, "timer", false, "reset a 25 ms timer with every message")
 	fs.Parse(os.Args[2:])
+	switch {
+	case *udp == "":
+		log.Fatal("-udp is required: the exit's UDP address (entry), the address to listen on (exit)")
+	case os.Args[1] == "entry" && *listen == "":
+		log.Fatal("entry: -listen is required: the TCP address to accept connections on")
+	case os.Args[1] == "exit" && *dest == "":
+		log.Fatal("exit: -dest is required: the TCP address to connect each connection to")
+	case o.hops < 0:
+		log.Fatal("-hops must be 0 or more")
+	}
 	procs.Adapt(context.Background(), slog.New(slog.DiscardHandler))
 
 	ua, err := net.ResolveUDPAddr("udp", *udp)
@@ -99,8 +109,8 @@ func main() {
 var key = make([]byte, 16) // fixed: see the package comment
 
 // nonce is a datagram's AEAD nonce: the sender's direction, then the
-// header (generation and sequence number), so that no two datagrams of a
-// run share one.
+// header (generation and sequence number), so that no two datagrams of
+// one entrance's run share one.
 func nonce(n []byte, dir byte, hdr []byte) []byte {
 	n[2] = dir
 	copy(n[3:], hdr)
