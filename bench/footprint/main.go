@@ -78,13 +78,30 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if *only >= 0 {
-		ss = slices.DeleteFunc(ss, func(s stretch) bool { return s.counted != *only })
+	ss, err = choose(ss, *only)
+	if err != nil {
+		log.Fatal(err)
 	}
 	fmt.Print(report(ss))
-	if syms != nil && len(ss) >= 5 {
-		fmt.Print(breakdown(ss[len(ss)/5:]))
+	if syms != nil {
+		fmt.Print(breakdown(ss))
 	}
+}
+
+// choose leaves out the first fifth of the stretches (start-up) and, when
+// only is 0 or more, those without only passes through -count.
+func choose(ss []stretch, only int) ([]stretch, error) {
+	if len(ss) < 5 {
+		return nil, fmt.Errorf("only %d stretches: run more round trips, or check the marker", len(ss))
+	}
+	ss = ss[len(ss)/5:]
+	if only >= 0 {
+		ss = slices.DeleteFunc(ss, func(s stretch) bool { return s.counted != only })
+		if len(ss) == 0 {
+			return nil, fmt.Errorf("no stretch has %d passes through -count", only)
+		}
+	}
+	return ss, nil
 }
 
 func firstArg() string {
@@ -100,8 +117,8 @@ func parseAddr(s string) (uint64, error) {
 }
 
 // measure reads a lackey trace ("I  ADDR,SIZE" for an instruction, " L",
-// " S" or " M ADDR,SIZE" for data) and returns one stretch per every
-// passes through marker. An access that spans two lines counts the first.
+// " S" or " M ADDR,SIZE" for data) and returns a stretch for each
+// every passes through marker. An access that spans two lines counts the first.
 func measure(r *bufio.Reader, marker uint64, every int, counted uint64, syms symtab) ([]stretch, error) {
 	code, data := map[uint64]struct{}{}, map[uint64]struct{}{}
 	var ss []stretch
@@ -151,7 +168,7 @@ func measure(r *bufio.Reader, marker uint64, every int, counted uint64, syms sym
 // ("==PID== ...") and anything else are not accesses.
 func parseLine(line []byte) (kind byte, addr uint64, ok bool) {
 	s := strings.TrimSpace(string(line))
-	if len(s) < 3 || !strings.ContainsRune("ILSM", rune(s[0])) || (s[1] != ' ') {
+	if len(s) < 3 || !strings.ContainsRune("ILSM", rune(s[0])) || s[1] != ' ' {
 		return 0, 0, false
 	}
 	comma := strings.IndexByte(s, ',')
@@ -165,13 +182,9 @@ func parseLine(line []byte) (kind byte, addr uint64, ok bool) {
 	return s[0], a, true
 }
 
-// report gives the medians of the stretches after the first fifth, over
-// all of them and for each number of counted passes.
+// report gives the medians of the stretches, over all of them and for
+// each number of counted passes.
 func report(ss []stretch) string {
-	if len(ss) < 5 {
-		return fmt.Sprintf("only %d stretches: run more round trips, or check the marker\n", len(ss))
-	}
-	ss = ss[len(ss)/5:]
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d stretches: %s\n", len(ss), medians(ss))
 	groups := map[int][]stretch{}

@@ -34,6 +34,9 @@ func TestMeasureCountsDistinctLines(t *testing.T) {
 			t.Fatalf("stretch %d = %+v, want 6 accesses, 3 lines of code, 2 of data, 1 counted", i, s)
 		}
 	}
+	if chosen, err := choose(ss, 1); err != nil || len(chosen) != 8 {
+		t.Fatalf("choosing the stretches with 1 counted pass: %d, %v; want the 8 after the first fifth", len(chosen), err)
+	}
 	ss, err = measure(bufio.NewReader(strings.NewReader(trace)), 0x1000, 2, 0, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -43,11 +46,18 @@ func TestMeasureCountsDistinctLines(t *testing.T) {
 	}
 	want := "8 stretches: accesses 6, code lines 3, data lines 2 (medians)\n"
 	ss, _ = measure(bufio.NewReader(strings.NewReader(trace)), 0x1000, 1, 0, nil)
-	if got := report(ss); got != want {
-		t.Fatalf("report = %q, want %q", got, want)
+	chosen, err := choose(ss, -1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := report(ss[:3]); !strings.Contains(got, "only 3 stretches") {
-		t.Fatalf("report of 3 stretches = %q, want it to say there are too few", got)
+	if got := report(chosen); got != want {
+		t.Fatalf("report = %q, want %q (the first fifth left out)", got, want)
+	}
+	if _, err := choose(ss[:3], -1); err == nil || !strings.Contains(err.Error(), "only 3 stretches") {
+		t.Fatalf("choosing from 3 stretches: %v, want an error saying there are too few", err)
+	}
+	if _, err := choose(ss, 1); err == nil {
+		t.Fatal("choosing stretches with 1 counted pass where none has one: no error")
 	}
 }
 
@@ -75,7 +85,7 @@ func TestBreakdownByFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := breakdown(ss)
+	got := breakdown(ss[2:])
 	for _, want := range []string{"     2.0  tunnel\n", "     1.0  runtime\n", "     2.0  example.com/a/tunnel.(*end).write\n", "     1.0  runtime.selectgo\n"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("breakdown lacks %q:\n%s", want, got)
