@@ -131,7 +131,7 @@ type end struct {
 	from netip.AddrPort // the exit's: where the generation's datagrams come from
 	conn net.Conn
 
-	timer *time.Timer
+	timer *time.Timer // with -timer: reset with every message
 }
 
 func newEnd(u *net.UDPConn, dir byte, o options) *end {
@@ -143,13 +143,15 @@ func newEnd(u *net.UDPConn, dir byte, o options) *end {
 	if err != nil {
 		panic(err)
 	}
-	e := &end{o: o, aead: aead, u: u, dir: dir, timer: time.AfterFunc(time.Hour, func() {})}
-	e.timer.Stop()
+	e := &end{o: o, aead: aead, u: u, dir: dir}
+	if o.timer {
+		e.timer = time.AfterFunc(time.Hour, func() {})
+	}
 	return e
 }
 
 func (e *end) touch() {
-	if e.o.timer {
+	if e.timer != nil {
 		e.timer.Reset(25 * time.Millisecond)
 	}
 }
